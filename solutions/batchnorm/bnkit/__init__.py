@@ -1,0 +1,1 @@
+"""Helpers for the BatchNorm notebooks: data, gradient checking, plots, public checks."""
