@@ -10,8 +10,8 @@ The gradebook is SQLite there unless ``BNKIT_DB_URL`` gives another SQLAlchemy U
 import os
 from pathlib import Path
 
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
 
@@ -47,6 +47,9 @@ c.Execute.kernel_name = COURSE_KERNEL
 c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
+# Solution cells end with their own `raise NotImplementedError("<function name>")` after
+# END SOLUTION, so the stub needs no second raise.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 # A student who deletes a locked test cell still gets it run.
 c.OverwriteCells.add_missing_cells = True
 # Feedback must not show the hidden tests.
@@ -54,7 +57,9 @@ c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearH
 
 # Grader-only code (autograder/bn_grader) must be importable by grading kernels, which
 # inherit this process's environment; it is never copied into the release.
-_pythonpath = [str(GRADER_PATH)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+_pythonpath = [str(GRADER_PATH)] + [
+    p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+]
 os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(_pythonpath))
 # Any stderr output in a grade cell scores it 0: silence TensorFlow's start-up lines and
 # Python warnings in grading kernels.

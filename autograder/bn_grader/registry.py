@@ -5,8 +5,8 @@ the student's functions and record items. Its ``points`` must equal the grade ce
 the notebook (tests/test_notebooks.py verifies this).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

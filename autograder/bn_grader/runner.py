@@ -31,7 +31,9 @@ class CheckContext:
         """The student's function ``name``, or raise :class:`StudentError` saying why not."""
         candidate = self.namespace.get(name)
         if candidate is None:
-            raise StudentError(f"{name} is not defined: run the cell that defines it, keep its name")
+            raise StudentError(
+                f"{name} is not defined: run the cell that defines it, keep its name"
+            )
         if not callable(candidate):
             raise StudentError(f"{name} is a {type(candidate).__name__}, not a function")
         return candidate
@@ -49,10 +51,10 @@ class CheckContext:
                 with np.errstate(all="ignore"):
                     return function(*args)
             except NotImplementedError:
-                raise StudentError(f"{name} is not implemented yet (it raised NotImplementedError)")
+                raise StudentError(f"{name} is not implemented yet (it raised NotImplementedError)") from None
             except Exception as error:  # noqa: BLE001  any student failure is reported, not raised
                 message = str(error).splitlines()[0][:200] if str(error) else ""
-                raise StudentError(f"{name} raised {type(error).__name__}: {message}")
+                raise StudentError(f"{name} raised {type(error).__name__}: {message}") from None
 
 
 def check(check_id, namespace=None):
@@ -66,7 +68,7 @@ def check(check_id, namespace=None):
     Returns:
         float, the points earned (0 <= points <= the cell's maximum). Never raises.
     """
-    from . import checks_numpy, checks_keras  # noqa: F401  (registers the checks)
+    from . import checks_keras, checks_numpy  # noqa: F401  (registers the checks)
 
     if namespace is None:
         namespace = sys._getframe(1).f_globals

@@ -1,0 +1,161 @@
+"""``python -m coursekit <verb>``: the instructor's commands, one per pipeline step.
+
+release    regenerate assignments/ from solutions/ (and record it in the gradebook)
+validate   run the solution notebooks; every grade cell must earn full marks
+samples    write the sample submissions (reference, untouched, one per mistake)
+grade      autograde all (or --student) submissions in parallel, with a status each
+feedback   write feedback HTML (hidden tests cleared)
+export     write grades.csv (scores + status) and print the score table
+report     per-check summary table and PNG for the class
+bundle     write the student bundle (no solutions, no grader code)
+demo       release, validate, samples, grade, feedback, export in one go
+"""
+
+import argparse
+import sys
+import time
+
+from rich.console import Console
+
+from .errors import KitError
+
+console = Console(width=160)
+
+
+def _step(title):
+    console.print(f"[bold]==> {title}[/bold]")
+
+
+def cmd_release(args):
+    from .release import release
+
+    _step("release: nbgrader generate_assignment")
+    console.print(f"released to {release()}")
+
+
+def cmd_validate(args):
+    from .validate import validate_solutions
+
+    _step("validate: run the solution notebooks (nbgrader Validator)")
+    failures = validate_solutions(progress=lambda name: console.print(f"  validated {name}"))
+    bad = {name: items for name, items in failures.items() if items}
+    for name, items in bad.items():
+        for item in items:
+            console.print(f"[red]FAILED[/red] {name}: {item.strip()[:300]}")
+    if bad:
+        raise KitError("the solutions do not earn full marks: fix solutions/ before releasing")
+    console.print("all grade cells of the solutions earn full marks")
+
+
+def cmd_samples(args):
+    from .submissions import build_samples
+
+    _step("samples: write sample submissions")
+    students = build_samples(include_mistakes=not args.core_only)
+    console.print(f"{len(students)} sample submissions: {', '.join(students)}")
+
+
+def cmd_grade(args):
+    from .grade import grade
+
+    _step(f"grade: autograde with {args.workers or 'all-core'} workers")
+    statuses = grade(
+        args.student or None, workers=args.workers, memory_limit_mb=args.memory_limit_mb
+    )
+    problems = [s for s in statuses if s.status != "graded"]
+    console.print(f"graded {len(statuses)} notebooks, {len(problems)} with a problem")
+    for item in sorted(problems, key=lambda s: (s.student, s.notebook)):
+        console.print(f"  {item.student}/{item.notebook}: {item.status}. {item.detail}")
+
+
+def cmd_feedback(args):
+    from .feedback import generate_feedback
+
+    _step("feedback: nbgrader generate_feedback")
+    files = generate_feedback()
+    console.print(f"{len(files)} feedback files under the runtime feedback/ folder")
+
+
+def cmd_export(args):
+    from .export import export_csv
+    from .table import print_score_table
+
+    _step("export: grades.csv with statuses")
+    path, rows = export_csv()
+    print_score_table(rows, console)
+    console.print(f"grades written to {path}")
+
+
+def cmd_report(args):
+    from .class_report import write_report
+
+    _step("report: per-check summary")
+    write_report(console)
+
+
+def cmd_bundle(args):
+    from .bundle import build_bundle
+
+    _step("bundle: student archive")
+    console.print(f"wrote {build_bundle()}")
+
+
+def cmd_demo(args):
+    started = time.monotonic()
+    cmd_release(args)
+    cmd_validate(args)
+    cmd_samples(args)
+    cmd_grade(args)
+    cmd_feedback(args)
+    cmd_export(args)
+    console.print(f"demo finished in {time.monotonic() - started:.0f} s")
+
+
+COMMANDS = {
+    "release": cmd_release,
+    "validate": cmd_validate,
+    "samples": cmd_samples,
+    "grade": cmd_grade,
+    "feedback": cmd_feedback,
+    "export": cmd_export,
+    "report": cmd_report,
+    "bundle": cmd_bundle,
+    "demo": cmd_demo,
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m coursekit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="parallel grading kernels (default: CPU cores)"
+    )
+    parser.add_argument(
+        "--memory-limit-mb", type=int, default=6144, help="address-space limit per grading kernel"
+    )
+    parser.add_argument(
+        "--core-only", action="store_true", help="samples: only reference and untouched"
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except KitError as error:
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]: grades recorded so far are kept")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Grade every submission, several notebooks at once, and record a status for each.
+
+Each (student, notebook) is one task: ``nbgrader autograde --student S --notebook N`` run in a
+private folder against a private copy of the SQLite gradebook, under a memory limit. The parent
+then copies the result into the course gradebook (serialised, through nbgrader's API) and the
+autograded notebook into ``autograded/``. A crashed or killed task therefore cannot corrupt the
+gradebook or touch any other student's grades, and its status says what happened.
+"""
+
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import status as st
+from .errors import KitError
+from .gradebook import copy_sqlite, merge_notebook_grades, require_assignment, zero_notebook
+from .nbgrader_cli import run_nbgrader
+from .paths import ASSIGNMENT, NOTEBOOKS, autograded_dir, db_url, runtime_dir, submitted_dir
+
+STATUS_CSV = "status.csv"
+DEFAULT_MEMORY_LIMIT_MB = 6144  # TensorFlow alone maps about 2-3 GB of address space
+TASK_TIMEOUT_S = 1800  # safety net above nbgrader's per-cell timeout
+
+
+@dataclass
+class Task:
+    student: str
+    notebook: str
+
+    @property
+    def key(self):
+        return f"{self.student}__{self.notebook.removesuffix('.ipynb')}"
+
+
+def list_students(requested=None):
+    """Student ids with a ``submitted/<id>/batchnorm`` folder, or check the requested ones."""
+    folder = submitted_dir()
+    if not folder.is_dir():
+        raise KitError(
+            f"no submissions folder at {folder}: collect submissions first (`nbgrader collect`) or run `make samples`"
+        )
+    present = sorted(p.name for p in folder.iterdir() if (p / ASSIGNMENT).is_dir())
+    if requested:
+        unknown = sorted(set(requested) - set(present))
+        if unknown:
+            raise KitError(
+                f"no submission for {', '.join(unknown)} in {folder} (known: {', '.join(present) or 'none'})"
+            )
+        return sorted(set(requested))
+    if not present:
+        raise KitError(
+            f"no submissions in {folder}: expected folders like {folder}/<student>/{ASSIGNMENT}/"
+        )
+    return present
+
+
+def _run_task(task, course_url, lock, memory_limit_mb):
+    """Grade one notebook of one student in a private folder; return what the parent needs."""
+    work = runtime_dir() / "work" / task.key
+    shutil.rmtree(work, ignore_errors=True)
+    source = submitted_dir() / task.student / ASSIGNMENT
+    staged = work / "submitted" / task.student / ASSIGNMENT
+    staged.mkdir(parents=True)
+    shutil.copy2(source / task.notebook, staged / task.notebook)
+    if (source / "timestamp.txt").exists():
+        shutil.copy2(source / "timestamp.txt", staged / "timestamp.txt")
+    if course_url.startswith("sqlite:///"):
+        with lock:  # don't copy the gradebook while the parent writes to it
+            worker_url = copy_sqlite(course_url, work / "gradebook.db")
+    else:
+        worker_url = course_url  # a server database serialises concurrent writers itself
+    code, log = run_nbgrader(
+        [
+            "autograde",
+            ASSIGNMENT,
+            "--student",
+            task.student,
+            "--notebook",
+            task.notebook.removesuffix(".ipynb"),
+            "--force",
+            f"--CourseDirectory.submitted_directory={work / 'submitted'}",
+            f"--CourseDirectory.autograded_directory={work / 'autograded'}",
+        ],
+        env_extra={"BNKIT_DB_URL": worker_url},
+        log_path=work / "autograde.log",
+        check=False,
+        memory_limit_bytes=memory_limit_mb * 1024 * 1024,
+        timeout=TASK_TIMEOUT_S,
+    )
+    graded_folder = work / "autograded" / task.student / ASSIGNMENT
+    if code == -9:
+        status, detail = (
+            st.TIMED_OUT,
+            f"grading took longer than {TASK_TIMEOUT_S} s and was stopped",
+        )
+    else:
+        status, detail = st.classify(code, log, graded_folder / task.notebook)
+    return task, worker_url, graded_folder, status, detail
+
+
+def _record(task, worker_url, graded_folder, status, detail, course_url):
+    """Parent side: copy grades and the autograded notebook, or record a zero with its reason."""
+    destination = autograded_dir() / task.student / ASSIGNMENT
+    logs = runtime_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = graded_folder.parents[2] / "autograde.log"
+    if log_file.exists():
+        shutil.copy2(log_file, logs / f"{task.key}.log")
+    if (graded_folder / task.notebook).exists():
+        if worker_url != course_url:
+            merge_notebook_grades(
+                worker_url, course_url, task.student, task.notebook.removesuffix(".ipynb")
+            )
+        destination.mkdir(parents=True, exist_ok=True)
+        for item in graded_folder.iterdir():
+            target = destination / item.name
+            if item.is_dir():
+                shutil.copytree(item, target, dirs_exist_ok=True)
+            else:
+                shutil.copy2(item, target)
+    else:
+        zero_notebook(
+            course_url,
+            task.student,
+            task.notebook.removesuffix(".ipynb"),
+            f"Not graded: {status}. {detail}",
+        )
+        (destination / task.notebook).unlink(missing_ok=True)
+
+
+def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, show_progress=True):
+    """Autograde submissions in parallel and write ``status.csv`` in the runtime folder.
+
+    Args:
+        students: student ids to (re)grade; all submitted students when None.
+        workers: parallel grading kernels; default the number of CPU cores.
+        memory_limit_mb: address-space limit per grading task.
+
+    Returns:
+        list of :class:`coursekit.status.NotebookStatus` for the graded students.
+    """
+    course_url = db_url()
+    require_assignment(course_url)
+    students = list_students(students)
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    statuses, tasks = [], []
+    for student in students:
+        for notebook in NOTEBOOKS:
+            path = submitted_dir() / student / ASSIGNMENT / notebook
+            if not path.exists():
+                statuses.append(
+                    st.NotebookStatus(student, notebook, st.MISSING, "not in the submission")
+                )
+                zero_notebook(
+                    course_url,
+                    student,
+                    notebook.removesuffix(".ipynb"),
+                    "Not graded: the notebook was not submitted.",
+                )
+                continue
+            ok, why = st.readable(path)
+            if not ok:
+                statuses.append(st.NotebookStatus(student, notebook, st.UNREADABLE, why))
+                zero_notebook(
+                    course_url,
+                    student,
+                    notebook.removesuffix(".ipynb"),
+                    f"Not graded: the file is not a valid notebook ({why}).",
+                )
+                continue
+            tasks.append(Task(student, notebook))
+
+    lock = threading.Lock()
+    columns = [
+        TextColumn("grading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    ]
+    with (
+        Progress(*columns, disable=not show_progress) as progress,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        bar = progress.add_task("", total=len(tasks))
+        futures = [
+            pool.submit(_run_task, task, course_url, lock, memory_limit_mb) for task in tasks
+        ]
+        for future in as_completed(futures):
+            task, worker_url, graded_folder, status, detail = future.result()
+            with lock:
+                _record(task, worker_url, graded_folder, status, detail, course_url)
+            statuses.append(st.NotebookStatus(task.student, task.notebook, status, detail))
+            progress.update(bar, advance=1, description=f"{task.student}/{task.notebook}: {status}")
+
+    status_path = runtime_dir() / STATUS_CSV
+    kept = [item for item in st.read_status_csv(status_path) if item.student not in students]
+    st.write_status_csv(status_path, kept + statuses)
+    shutil.rmtree(runtime_dir() / "work", ignore_errors=True)
+    return statuses

@@ -1,0 +1,88 @@
+"""Regenerate the student release (``assignments/``) from the nbgrader source (``solutions/``)."""
+
+import filecmp
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import KitError
+from .nbgrader_cli import run_nbgrader
+from .paths import ASSIGNMENT, RELEASE_DIR, SOURCE_DIR, runtime_dir
+
+
+def release(assignment=ASSIGNMENT):
+    """Run ``nbgrader generate_assignment`` into ``assignments/<assignment>``.
+
+    Also records the assignment's cells in the gradebook (which grading needs).
+    """
+    check_assignment_name(assignment)
+    runtime_dir().mkdir(parents=True, exist_ok=True)  # nbgrader won't create the db folder
+    run_nbgrader(["generate_assignment", assignment, "--force"])
+    return RELEASE_DIR
+
+
+def check_assignment_name(assignment):
+    if assignment != ASSIGNMENT or not SOURCE_DIR.is_dir():
+        raise KitError(
+            f"unknown assignment {assignment!r}: this kit has one assignment, {ASSIGNMENT!r} "
+            f"(source folder solutions/{ASSIGNMENT}/)"
+        )
+
+
+def release_differences(committed=RELEASE_DIR):
+    """Regenerate the release into a temporary folder and compare it with ``committed``.
+
+    Returns:
+        list of str, one per file that is missing, extra or different (empty when in sync).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        fresh_root = tmp / "release"
+        run_nbgrader(
+            [
+                "generate_assignment",
+                ASSIGNMENT,
+                "--force",
+                f"--CourseDirectory.release_directory={fresh_root}",
+            ],
+            env_extra={
+                "BNKIT_RUNTIME": str(tmp / "runtime"),
+                "BNKIT_DB_URL": f"sqlite:///{tmp / 'gb.db'}",
+            },
+        )
+        return compare_trees(fresh_root / ASSIGNMENT, committed)
+
+
+def _files(root):
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and ".ipynb_checkpoints" not in path.parts
+    }
+
+
+def compare_trees(fresh, committed):
+    """Differences between two release folders; notebooks compared as JSON."""
+    fresh_files, committed_files = _files(fresh), _files(committed)
+    problems = [
+        f"missing from assignments/: {name}" for name in sorted(fresh_files - committed_files)
+    ]
+    problems += [
+        f"not produced by the source: {name}" for name in sorted(committed_files - fresh_files)
+    ]
+    for name in sorted(fresh_files & committed_files):
+        a, b = fresh / name, committed / name
+        if name.endswith(".ipynb"):
+            same = json.loads(a.read_text()) == json.loads(b.read_text())
+        else:
+            same = filecmp.cmp(a, b, shallow=False)
+        if not same:
+            problems.append(f"out of date: {name} (run `make release`)")
+    return problems
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(os.linesep.join(release_differences()) or "in sync")

@@ -1,0 +1,108 @@
+"""What happened to each submitted notebook, so that no zero is ever silent.
+
+A status is decided from facts the grading run leaves behind: whether the file was there and
+readable, nbgrader's exit code and log, and the error outputs in the autograded notebook.
+"""
+
+import csv
+from dataclasses import dataclass
+
+import nbformat
+
+GRADED = "graded"
+MISSING = "notebook missing"
+UNREADABLE = "notebook unreadable"
+TIMED_OUT = "timed out"
+KERNEL_DIED = "kernel died"
+OUT_OF_MEMORY = "out of memory"
+GRADER_FAILED = "grading failed"
+
+# Statuses that mean the points recorded are not the student's real result.
+PROBLEMS = (MISSING, UNREADABLE, TIMED_OUT, KERNEL_DIED, OUT_OF_MEMORY, GRADER_FAILED)
+
+
+@dataclass
+class NotebookStatus:
+    student: str
+    notebook: str
+    status: str
+    detail: str = ""
+
+
+def readable(path):
+    """(True, "") when ``path`` is a valid notebook, else (False, why)."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # noqa: BLE001  any parse or schema problem
+        return (
+            False,
+            f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}",
+        )
+    return True, ""
+
+
+def classify(exit_code, log_text, autograded_path):
+    """Decide the status of one executed notebook.
+
+    Args:
+        exit_code: nbgrader autograde's exit code for this notebook.
+        log_text: its combined output.
+        autograded_path: where the autograded notebook should be (Path).
+
+    Returns:
+        (status, detail).
+    """
+    if "DeadKernelError" in log_text or "Kernel died" in log_text:
+        if "MemoryError" in log_text or "Cannot allocate memory" in log_text:
+            return OUT_OF_MEMORY, "the kernel died while allocating memory"
+        return (
+            KERNEL_DIED,
+            "the kernel stopped while running the notebook (crash, os._exit or memory)",
+        )
+    if exit_code != 0 or not autograded_path.exists():
+        last = [line for line in log_text.splitlines() if "ERROR" in line]
+        return GRADER_FAILED, (
+            last[-1].strip()[:200] if last else f"nbgrader exit code {exit_code}"
+        )
+    errors = error_names(autograded_path)
+    if "MemoryError" in errors:
+        return (
+            OUT_OF_MEMORY,
+            "a cell ran out of memory (MemoryError) under the grading memory limit",
+        )
+    if "Timeout" in log_text and ("CellTimeoutError" in log_text or "execute reply" in log_text):
+        return TIMED_OUT, "a cell ran past the execution timeout and was interrupted"
+    return GRADED, ""
+
+
+def error_names(path):
+    """The exception names of all error outputs in a notebook."""
+    notebook = nbformat.read(path, as_version=4)
+    return {
+        output.get("ename", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    }
+
+
+def write_status_csv(path, statuses):
+    """One row per student and notebook: student_id, notebook, status, detail."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student_id", "notebook", "status", "detail"])
+        for item in sorted(statuses, key=lambda s: (s.student, s.notebook)):
+            writer.writerow([item.student, item.notebook, item.status, item.detail])
+
+
+def read_status_csv(path):
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            NotebookStatus(row["student_id"], row["notebook"], row["status"], row["detail"])
+            for row in csv.DictReader(handle)
+        ]

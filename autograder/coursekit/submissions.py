@@ -1,0 +1,86 @@
+"""Write sample submissions into the runtime ``submitted/`` folder, as nbgrader expects them.
+
+A sample is built from the committed release notebook: each solution cell gets the reference
+code from ``solutions/`` (markers removed), then the sample's edits are applied. That is what a
+student who typed the reference answer into the release would submit, metadata and all.
+"""
+
+import shutil
+
+import nbformat
+from bn_grader.samples import all_samples
+
+from .errors import KitError
+from .paths import ASSIGNMENT, NOTEBOOKS, RELEASE_DIR, SOURCE_DIR, submitted_dir
+
+REFERENCE = "reference"
+UNTOUCHED = "untouched"
+
+
+def solution_code(source):
+    """The code a student would write: the source cell without the solution marker lines.
+
+    The stub's ``raise NotImplementedError(...)`` after END SOLUTION stays: it is unreachable
+    after the reference's ``return``, exactly as in a student's finished cell.
+    """
+    markers = {"### BEGIN SOLUTION", "### END SOLUTION"}
+    return "\n".join(line for line in source.splitlines() if line.strip() not in markers)
+
+
+def reference_notebook(name):
+    """The release notebook ``name`` with every solution cell answered by the reference code."""
+    release = nbformat.read(RELEASE_DIR / name, as_version=4)
+    source = nbformat.read(SOURCE_DIR / name, as_version=4)
+    answers = {
+        cell.metadata["nbgrader"]["grade_id"]: cell.source
+        for cell in source.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    for cell in release.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            cell.source = solution_code(answers[meta["grade_id"]])
+    return release
+
+
+def apply_edits(notebook, edits, sample_name):
+    """Apply ``(grade_id, old, new)`` text edits to solution cells of ``notebook`` in place."""
+    cells = {cell.metadata.get("nbgrader", {}).get("grade_id"): cell for cell in notebook.cells}
+    for grade_id, old, new in edits:
+        cell = cells.get(grade_id)
+        if cell is None or cell.source.count(old) != 1:
+            raise KitError(
+                f"sample {sample_name}: edit for cell {grade_id!r} does not apply ({old[:40]!r})"
+            )
+        cell.source = cell.source.replace(old, new)
+    return notebook
+
+
+def write_submission(student, notebooks):
+    """Write ``{file name: notebook}`` as ``submitted/<student>/batchnorm/`` (replacing it)."""
+    folder = submitted_dir() / student / ASSIGNMENT
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, folder / name)
+    return folder
+
+
+def build_samples(include_mistakes=True):
+    """Write the reference, untouched and (optionally) every mistake sample.
+
+    Returns:
+        list of student ids written.
+    """
+    write_submission(REFERENCE, {name: reference_notebook(name) for name in NOTEBOOKS})
+    write_submission(
+        UNTOUCHED, {name: nbformat.read(RELEASE_DIR / name, as_version=4) for name in NOTEBOOKS}
+    )
+    students = [REFERENCE, UNTOUCHED]
+    if include_mistakes:
+        for sample in all_samples():
+            notebook = apply_edits(reference_notebook(sample.notebook), sample.edits, sample.name)
+            write_submission(sample.name, {sample.notebook: notebook})
+            students.append(sample.name)
+    return students
