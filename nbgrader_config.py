@@ -47,6 +47,12 @@ c.Execute.kernel_name = COURSE_KERNEL
 c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
+# Before any student cell runs, the grading kernel loads the grader's guard (NumPy snapshot,
+# signing key); see autograder/bn_grader/guard.py.
+c.Execute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.exec_lines=import bn_grader.guard",
+]
 # Solution cells end with their own `raise NotImplementedError("<function name>")` after
 # END SOLUTION, so the stub needs no second raise.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}

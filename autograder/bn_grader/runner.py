@@ -68,10 +68,22 @@ def check(check_id, namespace=None):
     Returns:
         float, the points earned (0 <= points <= the cell's maximum). Never raises.
     """
-    from . import checks_keras, checks_numpy  # noqa: F401  (registers the checks)
-
     if namespace is None:
         namespace = sys._getframe(1).f_globals
+    guard = sys.modules.get("bn_grader.guard")  # present only in grading kernels
+    with guard.pristine_numpy() if guard else contextlib.nullcontext([]) as replaced:
+        score = _run_check(check_id, namespace)
+    if replaced:
+        shown = ", ".join(replaced[:5]) + (" ..." if len(replaced) > 5 else "")
+        print(f"[FLAG] the notebook replaced {shown}; the grader used the original NumPy")
+    signature = guard.sign(check_id, score) if guard else "unsigned"
+    print(f"[grader] {check_id} {score:.4f} {signature}")
+    return score
+
+
+def _run_check(check_id, namespace):
+    from . import checks_keras, checks_numpy  # noqa: F401  (registers the checks)
+
     spec = CHECKS.get(check_id)
     if spec is None:
         print(f"[FAIL] grader: unknown check {check_id!r}; tell your instructor")

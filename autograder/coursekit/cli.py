@@ -12,12 +12,15 @@ demo       release, validate, samples, grade, feedback, export in one go
 """
 
 import argparse
+import os
 import sys
 import time
 
 from rich.console import Console
 
 from .errors import KitError
+from .paths import tool_env
+from .release import check_assignment_name
 
 console = Console(width=160)
 
@@ -30,7 +33,7 @@ def cmd_release(args):
     from .release import release
 
     _step("release: nbgrader generate_assignment")
-    console.print(f"released to {release()}")
+    console.print(f"released to {release(args.assignment)}")
 
 
 def cmd_validate(args):
@@ -131,6 +134,9 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument(
+        "--assignment", default="batchnorm", help="assignment name (this kit has one: batchnorm)"
+    )
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument(
         "--workers", type=int, default=None, help="parallel grading kernels (default: CPU cores)"
@@ -146,7 +152,11 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # nbgrader, also when used in-process, runs `alembic` by name and starts kernels that
+    # must import the grader: give this process the same environment as its subprocesses.
+    os.environ.update(tool_env())
     try:
+        check_assignment_name(args.assignment)
         COMMANDS[args.command](args)
     except KitError as error:
         console.print(f"[red]error:[/red] {error}")

@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import status as st
+from . import tamper
 from .errors import KitError
-from .gradebook import copy_sqlite, merge_notebook_grades, require_assignment, zero_notebook
+from .gradebook import (
+    copy_sqlite,
+    merge_notebook_grades,
+    require_assignment,
+    zero_cells,
+    zero_notebook,
+)
 from .nbgrader_cli import run_nbgrader
 from .paths import ASSIGNMENT, NOTEBOOKS, autograded_dir, db_url, runtime_dir, submitted_dir
+from .preflight import require_course_kernel, require_writable_runtime
 
 STATUS_CSV = "status.csv"
 DEFAULT_MEMORY_LIMIT_MB = 6144  # TensorFlow alone maps about 2-3 GB of address space
@@ -68,6 +76,10 @@ def _run_task(task, course_url, lock, memory_limit_mb):
     shutil.copy2(source / task.notebook, staged / task.notebook)
     if (source / "timestamp.txt").exists():
         shutil.copy2(source / "timestamp.txt", staged / "timestamp.txt")
+    key = tamper.new_key()
+    key_file = work / "grading.key"  # read and deleted by the kernel's guard at start-up
+    key_file.write_bytes(key)
+    key_file.chmod(0o600)
     if course_url.startswith("sqlite:///"):
         with lock:  # don't copy the gradebook while the parent writes to it
             worker_url = copy_sqlite(course_url, work / "gradebook.db")
@@ -85,7 +97,7 @@ def _run_task(task, course_url, lock, memory_limit_mb):
             f"--CourseDirectory.submitted_directory={work / 'submitted'}",
             f"--CourseDirectory.autograded_directory={work / 'autograded'}",
         ],
-        env_extra={"BNKIT_DB_URL": worker_url},
+        env_extra={"BNKIT_DB_URL": worker_url, "BNKIT_GRADING_KEY_FILE": str(key_file)},
         log_path=work / "autograde.log",
         check=False,
         memory_limit_bytes=memory_limit_mb * 1024 * 1024,
@@ -99,10 +111,19 @@ def _run_task(task, course_url, lock, memory_limit_mb):
         )
     else:
         status, detail = st.classify(code, log, graded_folder / task.notebook)
-    return task, worker_url, graded_folder, status, detail
+    unverified, flags = [], []
+    if (graded_folder / task.notebook).exists():
+        unverified, flags = tamper.inspect_notebook(graded_folder / task.notebook, key)
+    return (
+        task,
+        worker_url,
+        graded_folder,
+        st.NotebookStatus(task.student, task.notebook, status, detail, "; ".join(flags)),
+        unverified,
+    )
 
 
-def _record(task, worker_url, graded_folder, status, detail, course_url):
+def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
     """Parent side: copy grades and the autograded notebook, or record a zero with its reason."""
     destination = autograded_dir() / task.student / ASSIGNMENT
     logs = runtime_dir() / "logs"
@@ -115,6 +136,8 @@ def _record(task, worker_url, graded_folder, status, detail, course_url):
             merge_notebook_grades(
                 worker_url, course_url, task.student, task.notebook.removesuffix(".ipynb")
             )
+        if unverified:
+            zero_cells(course_url, task.student, task.notebook.removesuffix(".ipynb"), unverified)
         destination.mkdir(parents=True, exist_ok=True)
         for item in graded_folder.iterdir():
             target = destination / item.name
@@ -127,7 +150,7 @@ def _record(task, worker_url, graded_folder, status, detail, course_url):
             course_url,
             task.student,
             task.notebook.removesuffix(".ipynb"),
-            f"Not graded: {status}. {detail}",
+            f"Not graded: {outcome.status}. {outcome.detail}",
         )
         (destination / task.notebook).unlink(missing_ok=True)
 
@@ -143,6 +166,8 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
     Returns:
         list of :class:`coursekit.status.NotebookStatus` for the graded students.
     """
+    require_writable_runtime()
+    require_course_kernel()
     course_url = db_url()
     require_assignment(course_url)
     students = list_students(students)
@@ -191,11 +216,13 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
             pool.submit(_run_task, task, course_url, lock, memory_limit_mb) for task in tasks
         ]
         for future in as_completed(futures):
-            task, worker_url, graded_folder, status, detail = future.result()
+            task, worker_url, graded_folder, outcome, unverified = future.result()
             with lock:
-                _record(task, worker_url, graded_folder, status, detail, course_url)
-            statuses.append(st.NotebookStatus(task.student, task.notebook, status, detail))
-            progress.update(bar, advance=1, description=f"{task.student}/{task.notebook}: {status}")
+                _record(task, worker_url, graded_folder, outcome, unverified, course_url)
+            statuses.append(outcome)
+            progress.update(
+                bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"
+            )
 
     status_path = runtime_dir() / STATUS_CSV
     kept = [item for item in st.read_status_csv(status_path) if item.student not in students]

@@ -9,6 +9,7 @@ has a manual score is flagged for review again.
 
 import shutil
 import warnings
+from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
@@ -28,13 +29,21 @@ def open_gradebook(url):
 
 def require_assignment(url, assignment=ASSIGNMENT):
     """Raise a clear error unless the gradebook knows the assignment (made by ``release``)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise KitError(
+            f"no gradebook at {url.removeprefix('sqlite:///')}: run `make release` first"
+        )
     try:
         with open_gradebook(url) as gradebook:
             gradebook.find_assignment(assignment)
     except MissingEntry:
-        raise KitError(f"the gradebook has no assignment {assignment!r}: run `make release` first") from None
+        raise KitError(
+            f"the gradebook has no assignment {assignment!r}: run `make release` first"
+        ) from None
     except Exception as error:  # noqa: BLE001  (database URL, driver or file problems)
-        raise KitError(f"cannot open the gradebook at {url}: {type(error).__name__}: {error}") from None
+        raise KitError(
+            f"cannot open the gradebook at {url}: {type(error).__name__}: {error}"
+        ) from None
 
 
 def copy_sqlite(url, destination):
@@ -79,6 +88,15 @@ def zero_notebook(course_url, student, notebook, reason):
                 grade.needs_manual_grade = grade.manual_score is not None
         for comment in target.comments:
             comment.auto_comment = reason
+        course.db.commit()
+
+
+def zero_cells(course_url, student, notebook, grade_ids):
+    """Set the automatic score of the given cells to 0 (their score was not the grader's)."""
+    with open_gradebook(course_url) as course:
+        for grade_id in grade_ids:
+            grade = course.find_grade(grade_id, notebook, ASSIGNMENT, student)
+            grade.auto_score = 0.0
         course.db.commit()
 
 

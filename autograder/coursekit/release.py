@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .errors import KitError
 from .nbgrader_cli import run_nbgrader
-from .paths import ASSIGNMENT, RELEASE_DIR, SOURCE_DIR, runtime_dir
+from .paths import ASSIGNMENT, RELEASE_DIR, SOURCE_DIR
+from .preflight import require_writable_runtime
 
 
 def release(assignment=ASSIGNMENT):
@@ -17,7 +18,7 @@ def release(assignment=ASSIGNMENT):
     Also records the assignment's cells in the gradebook (which grading needs).
     """
     check_assignment_name(assignment)
-    runtime_dir().mkdir(parents=True, exist_ok=True)  # nbgrader won't create the db folder
+    require_writable_runtime()  # nbgrader won't create the gradebook's folder itself
     run_nbgrader(["generate_assignment", assignment, "--force"])
     return RELEASE_DIR
 

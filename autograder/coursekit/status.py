@@ -27,6 +27,7 @@ class NotebookStatus:
     notebook: str
     status: str
     detail: str = ""
+    flags: str = ""
 
 
 def readable(path):
@@ -93,9 +94,9 @@ def write_status_csv(path, statuses):
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student_id", "notebook", "status", "detail"])
+        writer.writerow(["student_id", "notebook", "status", "detail", "flags"])
         for item in sorted(statuses, key=lambda s: (s.student, s.notebook)):
-            writer.writerow([item.student, item.notebook, item.status, item.detail])
+            writer.writerow([item.student, item.notebook, item.status, item.detail, item.flags])
 
 
 def read_status_csv(path):

@@ -10,6 +10,7 @@ from nbgrader.validator import Validator
 
 from .config import load_nbgrader_config
 from .paths import NOTEBOOKS, SOURCE_DIR, tool_env
+from .preflight import require_course_kernel
 
 
 def validate_solutions(notebooks=NOTEBOOKS, progress=None):
@@ -18,6 +19,7 @@ def validate_solutions(notebooks=NOTEBOOKS, progress=None):
     Returns:
         dict notebook name -> list of failure texts (empty lists when everything passed).
     """
+    require_course_kernel()
     config = load_nbgrader_config()
     os.environ.update(tool_env())  # kernels inherit PATH/PYTHONPATH from this process
     validator = Validator(config=config)

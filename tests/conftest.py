@@ -1,0 +1,32 @@
+"""Shared test set-up: the grader and the student helpers are importable, as in a grading kernel."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+KIT_ROOT = Path(__file__).resolve().parents[1]
+GRADER_DIR = KIT_ROOT / "autograder"
+ASSIGNMENT_SOURCE = KIT_ROOT / "solutions" / "batchnorm"
+
+for path in (GRADER_DIR, ASSIGNMENT_SOURCE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+# Kernels started by tests must import the grader and stay quiet on stderr, as when grading.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(GRADER_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+@pytest.fixture
+def isolated_runtime(tmp_path, monkeypatch):
+    """A private runtime folder and gradebook, so tests never touch an instructor's grades."""
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("BNKIT_RUNTIME", str(runtime))
+    monkeypatch.delenv("BNKIT_DB_URL", raising=False)
+    return runtime
