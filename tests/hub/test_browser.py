@@ -1,0 +1,90 @@
+"""Browser check: a student logs in, fetches `batchnorm` in JupyterLab and opens bn_numpy.ipynb.
+
+Debian's Chromium, driven by Playwright with Chromium's own executable path (Playwright's
+browser download is never used). Skips, saying so, when /usr/bin/chromium or Playwright is
+missing (deploy/jupyterhub/install_test_deps.sh installs both).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import ARTIFACTS, ASSIGNMENT, PASSWORD
+
+pytestmark = pytest.mark.hub
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = ARTIFACTS / "browser_bn_numpy.png"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: run deploy/jupyterhub/install_test_deps.sh as root")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: run deploy/jupyterhub/install_test_deps.sh")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_student_fetches_and_opens_notebook_in_jupyterlab(released, chromium):
+    hub = released
+    student = hub.students[-1]
+    context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", student)
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+        # The hub starts the server and sends the browser on to JupyterLab.
+        page.wait_for_url(re.compile(rf"/user/{student}/lab"), timeout=180_000)
+        hub.wait_ready(student)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+
+        # Nbgrader > Assignment List, then Fetch on the released assignment.
+        page.get_by_role("menuitem", name="Nbgrader").click()
+        page.get_by_role("menuitem", name="Assignment List").click()
+        released_list = page.locator("#released_assignments_list")
+        released_list.get_by_text(ASSIGNMENT).wait_for()
+        released_list.get_by_role("button", name="Fetch").click()
+
+        # The fetched assignment lists its notebooks; open bn_numpy.ipynb from there.
+        fetched = page.locator("#fetched_assignments_list")
+        fetched.get_by_text(ASSIGNMENT).first.wait_for()
+        notebook_link = fetched.get_by_text("bn_numpy", exact=False)
+        if not notebook_link.first.is_visible():
+            fetched.locator(f"[data-target*='{ASSIGNMENT}'], .collapsed").first.click()
+        notebook_link.first.click()
+        tab = page.get_by_role("tab", name=re.compile(r"bn_numpy\.ipynb"))
+        tab.wait_for()
+        page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for()
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=False)
+        context.close()
+
+    assert (hub.home(student) / ASSIGNMENT / "bn_numpy.ipynb").is_file()
+    assert SCREENSHOT.stat().st_size > 10_000
+    print(f"\nscreenshot: {os.path.relpath(SCREENSHOT)}")
