@@ -17,7 +17,9 @@ import nbformat
 SIGNATURE_LINE = re.compile(r"^\[grader\] (\S+) ([0-9.]+) (\S+)$", re.MULTILINE)
 FLAG_LINE = re.compile(r"^\[FLAG\] (.+)$", re.MULTILINE)
 # Text in a student's own cells that has no business in a BatchNorm answer.
-SUSPICIOUS = re.compile(r"bn_grader|sys\.modules|\[grader\]|__closure__|gc\.get_objects|builtins")
+SUSPICIOUS = re.compile(
+    r"bn_grader|sys\.modules|\[grader\]|__closure__|gc\.get_objects|builtins|\bdef check\("
+)
 
 
 def new_key():
