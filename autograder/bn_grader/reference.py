@@ -132,6 +132,8 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * x_hat).sum(axis=0)
     dx_hat = dout * gamma
     dx = (inv_std / d) * (
-        d * dx_hat - dx_hat.sum(axis=1, keepdims=True) - x_hat * (dx_hat * x_hat).sum(axis=1, keepdims=True)
+        d * dx_hat
+        - dx_hat.sum(axis=1, keepdims=True)
+        - x_hat * (dx_hat * x_hat).sum(axis=1, keepdims=True)
     )
     return dx, dgamma, dbeta

@@ -1,0 +1,710 @@
+"""The catalogue of classic Batch Normalization mistakes (grading side only).
+
+Each mistake is written once, as data:
+
+- an id and the sentence a student reads when their result matches it;
+- the switches that turn the float64 variant implementations below into that mistake
+  (``bn`` for the BN forward pass, 2-D and NHWC; ``spatial_axes`` for NHWC statistics over the
+  wrong axes; ``backward`` for the BN backward passes; ``ln``/``ln_backward`` for layer norm);
+- sample submissions: text edits of the solution notebook's code that make exactly this mistake,
+  with the grade cells they must cost points on (samples_numpy.py turns them into
+  ``bn_grader.samples.Sample`` objects for the pipeline tests and the demo).
+
+When a student's array misses the reference, :func:`diagnose` first looks at its structure
+(shape, NaN, dtype), then compares it with each variant's result on the same inputs: the first
+variant it matches names the mistake. A variant that agrees with the reference on an input is
+skipped there, since it cannot tell anything apart.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .compare import matches
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """A sample submission with one mistake: edits of the solution code, cells it must fail."""
+
+    name: str
+    edits: tuple
+    affected_cells: frozenset
+
+
+@dataclass(frozen=True)
+class Mistake:
+    mistake_id: str
+    cause: str
+    bn: dict | None = None
+    spatial_axes: tuple | None = None
+    backward: dict | None = None
+    ln: dict | None = None
+    ln_backward: dict | None = None
+    samples: tuple = field(default=())
+    # For running statistics: some mistakes show in them identically (the unbiased variance
+    # everywhere, or only in the running variance); the student's output tells them apart.
+    # True: only when the output was right; False: only when it was wrong; None: always.
+    out_correct: bool | None = None
+
+
+# ---------------------------------------------------------------- variant implementations
+def bn_forward_variant(
+    x,
+    gamma,
+    beta,
+    bn_param,
+    *,
+    ddof=0,
+    running_ddof=None,
+    momentum_swapped=False,
+    write_back=True,
+    test_uses_batch=False,
+    test_updates_running=False,
+    eps_place="inside",
+    scale_shift=True,
+    axis=0,
+):
+    """BN forward in float64 with switchable mistakes; returns out, running_mean, running_var.
+
+    Statistics over ``axis=1`` give per-example statistics (running values are then ``None``:
+    they have no meaningful (D,) shape).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    eps = float(bn_param["eps"])
+    momentum = float(bn_param["momentum"])
+    old_mean = np.asarray(bn_param["running_mean"], dtype=np.float64)
+    old_var = np.asarray(bn_param["running_var"], dtype=np.float64)
+    train = bn_param["mode"] == "train"
+    with np.errstate(all="ignore"):
+        if train or test_uses_batch:
+            mean = x.mean(axis=axis, keepdims=True)
+            var = (
+                x.var(axis=axis, ddof=ddof, keepdims=True)
+                if x.shape[axis] > ddof
+                else np.full_like(mean, np.nan)
+            )
+        else:
+            mean, var = old_mean, old_var
+        if eps_place == "inside":
+            std = np.sqrt(var + eps)
+        elif eps_place == "outside":
+            std = np.sqrt(var) + eps
+        else:  # missing
+            std = np.sqrt(var)
+        x_hat = (x - mean) / std
+        out = gamma * x_hat + beta if scale_shift else x_hat
+        new_mean, new_var = old_mean, old_var
+        if (train and write_back) or (not train and test_updates_running):
+            if axis != 0:
+                return {"out": out, "running_mean": None, "running_var": None}
+            batch_mean = x.mean(axis=0)
+            r_ddof = ddof if running_ddof is None else running_ddof
+            batch_var = (
+                x.var(axis=0, ddof=r_ddof)
+                if x.shape[0] > r_ddof
+                else np.full_like(batch_mean, np.nan)
+            )
+            keep = (1.0 - momentum) if momentum_swapped else momentum
+            new_mean = keep * old_mean + (1.0 - keep) * batch_mean
+            new_var = keep * old_var + (1.0 - keep) * batch_var
+    return {"out": out, "running_mean": new_mean, "running_var": new_var}
+
+
+def spatial_forward_variant(x, gamma, beta, bn_param, axes=None, **flags):
+    """NHWC forward with switchable mistakes.
+
+    ``axes`` given means statistics over those axes (a wrong-axis mistake); ``axes="nchw"`` is
+    the channels-first recipe (transpose to NCHW, then reshape to (-1, C)) applied to NHWC data,
+    which mixes channels and positions.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if axes == "nchw":
+        n, h, w, c = x.shape
+        result = bn_forward_variant(
+            x.transpose(0, 3, 1, 2).reshape(-1, c), gamma, beta, bn_param, **flags
+        )
+        result["out"] = result["out"].reshape(n, c, h, w).transpose(0, 2, 3, 1)
+        return result
+    if axes is None:
+        channels = x.shape[-1]
+        result = bn_forward_variant(x.reshape(-1, channels), gamma, beta, bn_param, **flags)
+        result["out"] = result["out"].reshape(x.shape)
+        return result
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
+        out = gamma * (x - mean) / np.sqrt(var + float(bn_param["eps"])) + beta
+    return {"out": out, "running_mean": None, "running_var": None}
+
+
+def bn_backward_variant(x, gamma, eps, dout, *, mean_path=True, var_path=True, swap=False):
+    """Staged BN backward (train mode) in float64 with paths that can be left out."""
+    x = np.asarray(x, dtype=np.float64)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    n = x.shape[0]
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=0)
+        centered = x - mean
+        var = (centered**2).mean(axis=0)
+        std = np.sqrt(var + eps)
+        x_hat = centered / std
+        dbeta = dout.sum(axis=0)
+        dgamma = (dout * x_hat).sum(axis=0)
+        dx_hat = dout * gamma
+        dcentered = dx_hat / std
+        if var_path:
+            dvar = -0.5 * (dx_hat * centered).sum(axis=0) / std**3
+            dcentered = dcentered + dvar * 2.0 * centered / n
+        dx = dcentered - dcentered.mean(axis=0) if mean_path else dcentered
+    if swap:
+        dgamma, dbeta = dbeta, dgamma
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def spatial_backward_variant(x, gamma, eps, dout, **flags):
+    x = np.asarray(x, dtype=np.float64)
+    channels = x.shape[-1]
+    result = bn_backward_variant(
+        x.reshape(-1, channels), gamma, eps, np.asarray(dout).reshape(-1, channels), **flags
+    )
+    result["dx"] = result["dx"].reshape(x.shape)
+    return result
+
+
+def ln_forward_variant(
+    x, gamma, beta, ln_param, *, axis=1, ddof=0, eps_place="inside", scale_shift=True
+):
+    x = np.asarray(x, dtype=np.float64)
+    eps = float(ln_param["eps"])
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=axis, keepdims=True)
+        var = (
+            x.var(axis=axis, ddof=ddof, keepdims=True)
+            if x.shape[axis] > ddof
+            else np.full_like(mean, np.nan)
+        )
+        std = np.sqrt(var + eps) if eps_place == "inside" else np.sqrt(var) + eps
+        x_hat = (x - mean) / std
+        out = gamma * x_hat + beta if scale_shift else x_hat
+    return {"out": out}
+
+
+def ln_backward_variant(x, gamma, eps, dout, *, mean_path=True, var_path=True, swap=False, axis=1):
+    """Layer-norm backward: BN's backward applied to the transpose (``axis=0`` is plain BN)."""
+    x = np.asarray(x, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    if axis == 0:
+        return bn_backward_variant(
+            x, gamma, eps, dout, mean_path=mean_path, var_path=var_path, swap=swap
+        )
+    # Normalise each row: BN backward on x.T with gamma folded into dout.
+    ones = np.ones(x.shape[0])
+    inner = bn_backward_variant(
+        x.T, ones, eps, (dout * gamma).T, mean_path=mean_path, var_path=var_path
+    )
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=1, keepdims=True)
+        x_hat = (x - mean) / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+        dgamma = (dout * x_hat).sum(axis=0)
+    dbeta = dout.sum(axis=0)
+    if swap:
+        dgamma, dbeta = dbeta, dgamma
+    return {"dx": inner["dx"].T, "dgamma": dgamma, "dbeta": dbeta}
+
+
+# ---------------------------------------------------------------- the catalogue
+_A = "test_forward_train"
+_R = "test_forward_running"
+_T = "test_forward_test"
+_H = "test_forward_properties"
+_DX = "test_backward_dx"
+_DP = "test_backward_dgamma_dbeta"
+_ALT = "test_backward_alt"
+_SF = "test_spatial_forward"
+_SB = "test_spatial_backward"
+_LF = "test_layernorm_forward"
+_LB = "test_layernorm_backward"
+
+
+def _sample(name, edits, *cells):
+    return SampleSpec(name, tuple(edits), frozenset(cells))
+
+
+_RUNNING_MEAN = (
+    'bn_param["running_mean"] = momentum * bn_param["running_mean"] + (1 - momentum) * mean'
+)
+_RUNNING_VAR = 'bn_param["running_var"] = momentum * bn_param["running_var"] + (1 - momentum) * var'
+_TEST_XHAT = 'x_hat = (x - bn_param["running_mean"]) / np.sqrt(bn_param["running_var"] + eps)'
+_F = "batchnorm_forward"
+_B = "batchnorm_backward"
+
+MISTAKES = [
+    Mistake(
+        "unbiased-variance",
+        "Keras normalises with the biased batch variance: divide by N, not N - 1 "
+        "(x.var(axis=0), not ddof=1).",
+        bn={"ddof": 1},
+        ln={"ddof": 1},
+        out_correct=False,
+        samples=(
+            _sample(
+                "np-unbiased-var",
+                [(_F, "var = x.var(axis=0)", "var = x.var(axis=0, ddof=1)")],
+                _A,
+                _R,
+                _DX,
+                _DP,
+                _ALT,
+                _SF,
+                _SB,
+            ),
+        ),
+    ),
+    Mistake(
+        "pytorch-running-var",
+        "Only the moving variance uses the unbiased variance (PyTorch's rule); Keras updates it "
+        "with the same biased variance it normalised with.",
+        bn={"running_ddof": 1},
+        out_correct=True,
+        samples=(
+            _sample(
+                "np-pytorch-running-var",
+                [(_F, _RUNNING_VAR, _RUNNING_VAR.replace("* var", "* x.var(axis=0, ddof=1)"))],
+                _R,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "momentum-swapped",
+        "In Keras momentum weights the OLD running value: running = momentum * running + "
+        "(1 - momentum) * batch_stat (PyTorch's momentum weights the new batch instead).",
+        bn={"momentum_swapped": True},
+        samples=(
+            _sample(
+                "np-momentum-swapped",
+                [
+                    (
+                        _F,
+                        _RUNNING_MEAN,
+                        'bn_param["running_mean"] = (1 - momentum) * bn_param["running_mean"] + momentum * mean',
+                    ),
+                    (
+                        _F,
+                        _RUNNING_VAR,
+                        'bn_param["running_var"] = (1 - momentum) * bn_param["running_var"] + momentum * var',
+                    ),
+                ],
+                _R,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "running-not-written-back",
+        "The updated running statistics must be stored in bn_param['running_mean'] and "
+        "bn_param['running_var']: assigning to a local variable does not change the caller's dict.",
+        bn={"write_back": False},
+        samples=(
+            _sample(
+                "np-running-not-written-back",
+                [
+                    (
+                        _F,
+                        _RUNNING_MEAN,
+                        _RUNNING_MEAN.replace('bn_param["running_mean"] =', "running_mean ="),
+                    ),
+                    (
+                        _F,
+                        _RUNNING_VAR,
+                        _RUNNING_VAR.replace('bn_param["running_var"] =', "running_var ="),
+                    ),
+                ],
+                _R,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "test-uses-batch-stats",
+        "Test mode must normalise with the running statistics in bn_param, not with the batch's "
+        "own mean and variance (with a batch of one that gives out = beta).",
+        bn={"test_uses_batch": True},
+        samples=(
+            _sample(
+                "np-test-batch-stats",
+                [(_F, _TEST_XHAT, "x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)")],
+                _T,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "test-updates-running",
+        "Test mode must leave bn_param['running_mean'] and bn_param['running_var'] unchanged.",
+        bn={"test_updates_running": True},
+        samples=(
+            _sample(
+                "np-test-updates-running",
+                [
+                    (
+                        _F,
+                        '    elif mode == "test":\n',
+                        '    elif mode == "test":\n'
+                        '        bn_param["running_mean"] = momentum * bn_param["running_mean"] + (1 - momentum) * x.mean(axis=0)\n'
+                        '        bn_param["running_var"] = momentum * bn_param["running_var"] + (1 - momentum) * x.var(axis=0)\n',
+                    )
+                ],
+                _T,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "eps-outside-sqrt",
+        "eps belongs inside the square root, in train and in test mode: (x - mean) / sqrt(var + eps), "
+        "not / (sqrt(var) + eps).",
+        bn={"eps_place": "outside"},
+        ln={"eps_place": "outside"},
+        samples=(
+            _sample(
+                "np-eps-outside-sqrt",
+                [
+                    (_F, "std = np.sqrt(var + eps)", "std = np.sqrt(var) + eps"),
+                    (
+                        _F,
+                        _TEST_XHAT,
+                        _TEST_XHAT.replace(
+                            'np.sqrt(bn_param["running_var"] + eps)',
+                            '(np.sqrt(bn_param["running_var"]) + eps)',
+                        ),
+                    ),
+                ],
+                _A,
+                _T,
+                _DX,
+                _DP,
+                _ALT,
+                _SF,
+                _SB,
+            ),
+            _sample(
+                "np-eps-outside-test-only",
+                [
+                    (
+                        _F,
+                        _TEST_XHAT,
+                        _TEST_XHAT.replace(
+                            'np.sqrt(bn_param["running_var"] + eps)',
+                            '(np.sqrt(bn_param["running_var"]) + eps)',
+                        ),
+                    ),
+                ],
+                _T,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "eps-missing",
+        "eps is missing: divide by sqrt(var + eps), which also keeps a zero-variance feature finite.",
+        bn={"eps_place": "missing"},
+        ln={"eps_place": "missing"},
+    ),
+    Mistake(
+        "gamma-beta-missing",
+        "The normalised values must be scaled and shifted: out = gamma * x_hat + beta.",
+        bn={"scale_shift": False},
+        ln={"scale_shift": False},
+        samples=(
+            _sample(
+                "np-gamma-beta-missing",
+                [(_F, "out = gamma * x_hat + beta", "out = x_hat")],
+                _A,
+                _T,
+                _SF,
+            ),
+        ),
+    ),
+    Mistake(
+        "wrong-axis",
+        "Statistics over the wrong axis: batch norm averages over the batch (axis 0; axes N, H, W "
+        "for NHWC, one statistic per channel), layer norm over the features of each example (axis 1).",
+        bn={"axis": 1},
+        spatial_axes=("nchw", (0,), (1, 2), (0, 1, 2, 3)),
+        ln={"axis": 0},
+        ln_backward={"axis": 0},
+        samples=(
+            _sample(
+                "np-layernorm-wrong-axis",
+                [
+                    (
+                        "layernorm_forward",
+                        "mean = x.mean(axis=1, keepdims=True)",
+                        "mean = x.mean(axis=0, keepdims=True)",
+                    ),
+                    (
+                        "layernorm_forward",
+                        "var = x.var(axis=1, keepdims=True)",
+                        "var = x.var(axis=0, keepdims=True)",
+                    ),
+                ],
+                _LF,
+                _LB,
+            ),
+            _sample(
+                "np-spatial-nchw-recipe",
+                [
+                    (
+                        "spatial_batchnorm_forward",
+                        "x.reshape(-1, c)",
+                        "x.transpose(0, 3, 1, 2).reshape(-1, c)",
+                    ),
+                    (
+                        "spatial_batchnorm_forward",
+                        "out.reshape(n, h, w, c)",
+                        "out.reshape(n, c, h, w).transpose(0, 2, 3, 1)",
+                    ),
+                ],
+                _SF,
+                _SB,
+            ),
+        ),
+    ),
+    Mistake(
+        "mutates-input",
+        "Your function changed the caller's array in place (for example x -= mean): compute into a "
+        "new array instead, the caller may still need x.",
+        samples=(
+            _sample(
+                "np-mutates-input",
+                [
+                    (
+                        _F,
+                        _TEST_XHAT,
+                        'x -= bn_param["running_mean"]\n        x_hat = x / np.sqrt(bn_param["running_var"] + eps)',
+                    )
+                ],
+                _H,
+            ),
+        ),
+    ),
+    Mistake(
+        "backward-missing-mean-path",
+        "dx misses the path through the batch mean: every x_i also moves the mean, which subtracts "
+        "the batch average of the gradient (the dmean term).",
+        backward={"mean_path": False},
+        ln_backward={"mean_path": False},
+        samples=(
+            _sample(
+                "np-backward-no-mean-path",
+                [(_B, "dx = dx_centered + dmean / n", "dx = dx_centered")],
+                _DX,
+            ),
+        ),
+    ),
+    Mistake(
+        "backward-missing-var-path",
+        "dx misses the path through the batch variance: every x_i also moves the variance "
+        "(the dvar term, 2 * (x - mean) / N * dvar).",
+        backward={"var_path": False},
+        ln_backward={"var_path": False},
+        samples=(
+            _sample(
+                "np-backward-no-var-path",
+                [
+                    (
+                        _B,
+                        "dx_centered = dx_hat / std + dvar * 2 * x_centered / n",
+                        "dx_centered = dx_hat / std",
+                    ),
+                ],
+                _DX,
+            ),
+        ),
+    ),
+    Mistake(
+        "params-swapped",
+        "dgamma and dbeta are swapped: dbeta = sum of dout, dgamma = sum of dout * x_hat "
+        "(over the batch axis).",
+        backward={"swap": True},
+        ln_backward={"swap": True},
+        samples=(
+            _sample(
+                "np-params-swapped",
+                [(_B, "return dx, dgamma, dbeta", "return dx, dbeta, dgamma")],
+                _DP,
+            ),
+        ),
+    ),
+    Mistake(
+        "params-wrong-axis",
+        "dgamma and dbeta must be summed over the batch axis (axis 0; N, H, W for NHWC), giving one "
+        "value per feature, shape (D,).",
+        samples=(
+            _sample(
+                "np-params-wrong-axis",
+                [
+                    (_B, "dbeta = dout.sum(axis=0)", "dbeta = dout.sum(axis=1)"),
+                    (
+                        _B,
+                        "dgamma = (dout * x_hat).sum(axis=0)",
+                        "dgamma = (dout * x_hat).sum(axis=1)",
+                    ),
+                ],
+                _DP,
+            ),
+        ),
+    ),
+    Mistake(
+        "wrong-shape",
+        "Return exactly the documented shape, e.g. (D,) and not (1, D): np.allclose would broadcast "
+        "the difference away, Keras and the grader do not. Drop keepdims=True or use .reshape(-1).",
+        samples=(
+            _sample(
+                "np-running-shape-1xD",
+                [(_F, "mean = x.mean(axis=0)", "mean = x.mean(axis=0, keepdims=True)")],
+                _R,
+                _SF,
+            ),
+            _sample(
+                "np-grad-shape-1xD",
+                [(_B, "dbeta = dout.sum(axis=0)", "dbeta = dout.sum(axis=0, keepdims=True)")],
+                _DP,
+            ),
+        ),
+    ),
+    Mistake(
+        "nan-or-inf",
+        "NaN or inf in the result: a feature with zero variance (or a batch of one) makes the "
+        "variance 0; eps inside the square root keeps the division finite.",
+        samples=(
+            _sample(
+                "np-eps-missing-nan",
+                [(_F, "std = np.sqrt(var + eps)", "std = np.sqrt(var)")],
+                _A,
+                _DX,
+                _DP,
+                _ALT,
+                _SF,
+                _SB,
+            ),
+        ),
+    ),
+    Mistake(
+        "float32-promoted",
+        "float32 inputs must give float32 results, as in Keras: something promoted the computation "
+        "to float64 (x.astype(float), a float64 array or a np.float64 constant).",
+        samples=(
+            _sample(
+                "np-float32-promoted",
+                [
+                    (
+                        _F,
+                        '    mode = bn_param["mode"]\n',
+                        '    x = x.astype(float)\n    mode = bn_param["mode"]\n',
+                    )
+                ],
+                _H,
+                _DX,
+                _ALT,
+                _SB,
+            ),
+        ),
+    ),
+]
+
+BY_ID = {mistake.mistake_id: mistake for mistake in MISTAKES}
+
+
+def cause(mistake_id):
+    """The sentence shown to a student for ``mistake_id``."""
+    return BY_ID[mistake_id].cause
+
+
+# ---------------------------------------------------------------- diagnosis
+def structural(got, ref, quantity, expect_dtype=None):
+    """A mistake visible from the array's shape, values or dtype alone, else ``None``."""
+    if not isinstance(got, np.ndarray):
+        return None
+    if got.shape != ref.shape:
+        if got.size == ref.size:
+            return "wrong-shape"
+        if quantity in ("dgamma", "dbeta"):
+            return "params-wrong-axis"
+        if quantity in ("running_mean", "running_var"):
+            return "wrong-axis"
+        return None
+    if np.issubdtype(got.dtype, np.number) and not np.isfinite(got).all():
+        return "nan-or-inf"
+    if expect_dtype is not None and got.dtype != np.dtype(expect_dtype) and got.dtype == np.float64:
+        return "float32-promoted"
+    return None
+
+
+def _variant_values(mistake, kind, case):
+    """Yield each variant result (a dict of quantities) this mistake has for ``kind``."""
+    x, gamma = case["x"], case["gamma"]
+    if kind == "bn_forward" and mistake.bn is not None:
+        yield bn_forward_variant(x, gamma, case["beta"], case["bn_param"], **mistake.bn)
+    elif kind == "spatial_forward":
+        if mistake.bn is not None and "axis" not in mistake.bn:
+            yield spatial_forward_variant(x, gamma, case["beta"], case["bn_param"], **mistake.bn)
+        for axes in mistake.spatial_axes or ():
+            yield spatial_forward_variant(x, gamma, case["beta"], case["bn_param"], axes=axes)
+    elif kind == "bn_backward" and mistake.backward is not None:
+        yield bn_backward_variant(
+            x, gamma, case["bn_param"]["eps"], case["dout"], **mistake.backward
+        )
+    elif kind == "spatial_backward" and mistake.backward is not None:
+        yield spatial_backward_variant(
+            x, gamma, case["bn_param"]["eps"], case["dout"], **mistake.backward
+        )
+    elif kind == "ln_forward" and mistake.ln is not None:
+        yield ln_forward_variant(x, gamma, case["beta"], case["ln_param"], **mistake.ln)
+    elif kind == "ln_backward" and mistake.ln_backward is not None:
+        yield ln_backward_variant(
+            x, gamma, case["ln_param"]["eps"], case["dout"], **mistake.ln_backward
+        )
+
+
+def diagnose(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=None):
+    """Name the catalogued mistake that explains ``got``, or return ``None``.
+
+    Args:
+        kind: "bn_forward", "spatial_forward", "bn_backward", "spatial_backward",
+            "ln_forward" or "ln_backward".
+        quantity: "out", "running_mean", "running_var", "dx", "dgamma" or "dbeta".
+        got: the student's value; ref: the float64 reference value.
+        case: the inputs (x, gamma, beta, bn_param or ln_param, dout) as given to the student.
+        dtype: the inputs' dtype (selects the tolerance).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    found = structural(got, ref, quantity, expect_dtype)
+    if found is not None:
+        return found
+    for mistake in MISTAKES:
+        if (
+            mistake.out_correct is not None
+            and case.get("out_correct", mistake.out_correct) != mistake.out_correct
+        ):
+            continue
+        for values in _variant_values(mistake, kind, case):
+            variant = values.get(quantity)
+            if variant is None or matches(variant, ref, dtype):
+                continue
+            if matches(got, variant, dtype):
+                return mistake.mistake_id
+    return None
+
+
+def explain(reason, mistake_id):
+    """The detail of a failed item: the comparison, then the named mistake and its cause."""
+    if mistake_id is None:
+        return reason
+    return f"{reason}. Likely mistake [{mistake_id}]: {cause(mistake_id)}"

@@ -1,0 +1,140 @@
+"""Every catalogued mistake costs points on exactly its cells, and the feedback names it."""
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bn_grader import check, mistakes
+from bn_grader.registry import CHECKS
+from bn_grader.samples_numpy import SAMPLES
+from nbcode import namespace_from_notebook, solution_sources
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "batchnorm" / "bn_numpy.ipynb"
+
+# grade cell -> check id, as written in the notebook's grade cells (test_checks_numpy verifies it).
+CELLS = {
+    "test_forward_train": "bn_forward_train",
+    "test_forward_running": "bn_forward_running",
+    "test_forward_test": "bn_forward_test",
+    "test_forward_properties": "bn_forward_properties",
+    "test_backward_dx": "bn_backward_dx",
+    "test_backward_dgamma_dbeta": "bn_backward_params",
+    "test_backward_alt": "bn_backward_alt",
+    "test_spatial_forward": "spatial_forward",
+    "test_spatial_backward": "spatial_backward",
+    "test_layernorm_forward": "ln_forward",
+    "test_layernorm_backward": "ln_backward",
+}
+
+# The mistakes the issue lists, by catalogue id: each must be in the catalogue with a sample.
+ISSUE_MISTAKES = [
+    "unbiased-variance",
+    "pytorch-running-var",
+    "momentum-swapped",
+    "running-not-written-back",
+    "test-uses-batch-stats",
+    "test-updates-running",
+    "eps-outside-sqrt",
+    "gamma-beta-missing",
+    "wrong-axis",
+    "mutates-input",
+    "backward-missing-mean-path",
+    "backward-missing-var-path",
+    "params-swapped",
+    "params-wrong-axis",
+    "wrong-shape",
+    "nan-or-inf",
+    "float32-promoted",
+]
+
+
+def grade(namespace):
+    """{grade cell: (score, printed text)} for every bn_numpy check."""
+    results = {}
+    for cell, check_id in CELLS.items():
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            score = check(check_id, namespace)
+        results[cell] = (score, buffer.getvalue())
+    return results
+
+
+def test_every_listed_mistake_has_a_sample():
+    sampled = {sample.mistake_id for sample in SAMPLES}
+    assert set(ISSUE_MISTAKES) <= set(mistakes.BY_ID)
+    assert set(ISSUE_MISTAKES) <= sampled
+
+
+def test_sample_names_are_unique_and_edits_apply_once():
+    names = [sample.name for sample in SAMPLES]
+    assert len(names) == len(set(names))
+    sources = solution_sources(NOTEBOOK)
+    for sample in SAMPLES:
+        for grade_id, old, new in sample.edits:
+            assert sources[grade_id].count(old) == 1, (sample.name, old)
+            assert old != new
+        assert set(sample.affected_cells) <= set(CELLS), sample.name
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda sample: sample.name)
+def test_sample_loses_points_on_its_cells_only_and_is_named(sample):
+    results = grade(namespace_from_notebook(NOTEBOOK, edits=sample.edits))
+    lost = {cell for cell, (score, _) in results.items() if score < CHECKS[CELLS[cell]].points}
+    assert lost == set(sample.affected_cells)
+    named = [cell for cell, (_, text) in results.items() if f"[{sample.mistake_id}]" in text]
+    assert named, f"no cell named [{sample.mistake_id}]"
+    assert set(named) <= lost
+
+
+@pytest.mark.parametrize(
+    "mistake_id", ["unbiased-variance", "eps-outside-sqrt", "momentum-swapped"]
+)
+def test_feedback_names_the_mistake_in_every_affected_cell(mistake_id):
+    sample = next(sample for sample in SAMPLES if sample.mistake_id == mistake_id)
+    results = grade(namespace_from_notebook(NOTEBOOK, edits=sample.edits))
+    for cell in sample.affected_cells:
+        assert f"[{mistake_id}]" in results[cell][1], cell
+
+
+def test_variants_differ_from_the_reference():
+    """Each value-changing variant really changes the result on a typical input."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 0.1, size=(6, 4))
+    gamma, beta = rng.normal(size=4), rng.normal(size=4)
+    param = {
+        "mode": "train",
+        "eps": 1e-3,
+        "momentum": 0.9,
+        "running_mean": np.full(4, 3.0),
+        "running_var": np.full(4, 0.02),
+    }
+    for mistake in mistakes.MISTAKES:
+        if mistake.bn is None:
+            continue
+        differs = []
+        for mode in ("train", "test"):
+            right = mistakes.bn_forward_variant(x, gamma, beta, param | {"mode": mode})
+            wrong = mistakes.bn_forward_variant(
+                x, gamma, beta, param | {"mode": mode}, **mistake.bn
+            )
+            differs += [
+                (mode, key)
+                for key in ("out", "running_mean", "running_var")
+                if wrong[key] is None
+                or not np.allclose(wrong[key], right[key], rtol=1e-6, atol=1e-9)
+            ]
+        assert differs, mistake.mistake_id
+
+
+def test_diagnose_structural_mistakes():
+    ref = np.arange(4.0)
+    assert mistakes.structural(ref.reshape(1, 4), ref, "running_mean") == "wrong-shape"
+    assert mistakes.structural(np.zeros(6), ref, "dgamma") == "params-wrong-axis"
+    assert mistakes.structural(np.array([0.0, np.nan, 1.0, 2.0]), ref, "out") == "nan-or-inf"
+    assert (
+        mistakes.structural(ref, ref.astype(np.float32), "out", expect_dtype=np.float32)
+        == "float32-promoted"
+    )
+    assert mistakes.structural(ref, ref, "out") is None
