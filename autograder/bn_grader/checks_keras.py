@@ -1,33 +1,937 @@
-"""Hidden checks for bn_keras.ipynb (Keras BatchNormalization)."""
+"""Hidden checks for bn_keras.ipynb (keras.layers.BatchNormalization against the reference).
 
+Every expected value comes from the float64 reference (``reference``), never from the
+student's NumPy notebook. Student code runs only through ``ctx.call`` (exceptions become
+[FAIL] lines); each check also runs with stderr sent to stdout and warnings muted, because any
+stderr output (a Keras UserWarning, say) scores a grade cell 0 in nbgrader.
+"""
+
+import contextlib
+import functools
+import sys
+import warnings
+
+import numpy as np
+
+from . import mistakes_keras as mk
 from . import reference
-from .compare import mismatch
+from .compare import describe_shape, mismatch
 from .registry import register
+from .runner import StudentError
 
 NOTEBOOK = "bn_keras.ipynb"
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+# float32 rounding of the inputs is amplified by max|x| / std in the normalisation (FACTS: inputs
+# with mean 1e4 and std 5 give errors of about 2e-3). Measured: the error of Keras float32
+# against the float64 reference stayed below 1 x FLOAT32_EPS x that condition number x max|ref|;
+# 8x leaves room for other correct orders of summation. The smallest catalogued mistake tested
+# in float32 (default epsilon on data with std 0.1) changes outputs by several percent.
+FLOAT32_CONDITION_FACTOR = 8.0
+
+MODE_TRUTH = {
+    "layer(x)": "inference",
+    "layer(x, training=True)": "training",
+    "model(x)": "inference",
+    "model(x, training=True)": "training",
+    "model.predict(x)": "inference",
+    "model.fit(x, y)": "training",
+    "frozen: layer(x, training=True)": "inference",
+    "frozen: model.fit(x, y) moving statistics": "unchanged",
+}
+MODE_WHY = {
+    "layer(x)": "a layer called without training runs in inference mode (moving statistics)",
+    "layer(x, training=True)": "training=True makes the layer use the batch statistics",
+    "model(x)": "calling a model without training is inference, like layer(x)",
+    "model(x, training=True)": "training=True reaches every layer of the model",
+    "model.predict(x)": "predict always runs in inference mode",
+    "model.fit(x, y)": "fit calls the model with training=True, so the moving statistics move",
+    "frozen: layer(x, training=True)": (
+        "a BatchNormalization with trainable=False runs in inference mode even with training=True"
+    ),
+    "frozen: model.fit(x, y) moving statistics": (
+        "a frozen BatchNormalization keeps its moving statistics, even inside fit"
+    ),
+}
+EXPERIMENT_RUNS = (
+    "sigmoid",
+    "sigmoid+BN",
+    "relu lr 0.1",
+    "relu+BN lr 0.1",
+    "relu lr 1",
+    "relu+BN lr 1",
+    "cnn+BN",
+    "sigmoid+BN momentum 0.9",
+)
 
 
-@register("keras_make_layer", NOTEBOOK, points=2)
-def make_layer(ctx):
-    """make_keras_bn: settings and state of the layer match a NumPy BN state"""
-    make_keras_bn = ctx.function("make_keras_bn")
-    d = 6
-    bn_param = {
-        "mode": "test",
-        "eps": 0.05,
-        "momentum": 0.8,
-        "running_mean": ctx.rng.normal(2.0, 1.0, size=d),
-        "running_var": ctx.rng.uniform(0.01, 0.2, size=d),
+def keras_check(check_id, points):
+    """register() for a check that must never write to stderr."""
+
+    def decorate(run):
+        @functools.wraps(run)
+        def quiet(ctx):
+            with contextlib.redirect_stderr(sys.stdout), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return run(ctx)
+
+        return register(check_id, NOTEBOOK, points)(quiet)
+
+    return decorate
+
+
+# ----------------------------------------------------------------------------------- helpers
+def _bn_param(mode, eps, momentum, running_mean, running_var):
+    return {
+        "mode": mode,
+        "eps": float(eps),
+        "momentum": float(momentum),
+        "running_mean": np.array(running_mean),
+        "running_var": np.array(running_var),
     }
-    gamma = ctx.rng.normal(1.0, 0.5, size=d)
-    beta = ctx.rng.normal(0.0, 0.5, size=d)
+
+
+def _condition(x, running_var=None, eps=0.0):
+    """max|x| / std over features: how much float32 rounding of x is amplified."""
+    x = np.asarray(x, np.float64).reshape(-1, np.shape(x)[-1])
+    var = x.var(axis=0) if running_var is None else np.asarray(running_var, np.float64)
+    return float(np.max(np.abs(x).max(axis=0) / np.sqrt(var + eps)))
+
+
+def _compare(got, ref, dtype, condition=1.0):
+    """None when ``got`` matches ``ref`` (float64 reference) for data of ``dtype``, else why."""
+    got = _as_numpy(got)
+    if np.dtype(dtype) == np.float64:
+        return mismatch(got, ref, np.float64, expect_dtype=np.float64)
+    reason = mismatch(got, ref, np.float32, expect_dtype=np.float32)
+    if reason is None or not reason.startswith("largest error"):
+        return reason
+    scale = max(float(np.abs(ref).max()), 1.0)
+    error = np.abs(got.astype(np.float64) - ref)
+    allowed = (
+        1e-4 * scale
+        + 1e-4 * np.abs(ref)
+        + FLOAT32_CONDITION_FACTOR * FLOAT32_EPS * condition * scale
+    )
+    if (error <= allowed).all():
+        return None
+    worst = np.unravel_index(int(np.argmax(error - allowed)), ref.shape)
+    return (
+        f"largest error {float(error[worst]):.3g} (tolerance {float(allowed[worst]):.2g}, scaled "
+        f"with the data) at index {tuple(int(i) for i in worst)}: expected {float(ref[worst]):.6g}, "
+        f"got {float(got[worst]):.6g}"
+    )
+
+
+def _as_numpy(value):
+    """Tensors and variables become NumPy arrays; anything else is left for mismatch to name."""
+    if isinstance(value, np.ndarray) or value is None:
+        return value
+    to_numpy = getattr(value, "numpy", None)
+    if callable(to_numpy):
+        try:
+            return np.asarray(to_numpy())
+        except Exception:  # noqa: BLE001
+            return value
+    return value
+
+
+def _report_array(ctx, label, got, ref, dtype, variants=None, index=0, condition=1.0, probe=None):
+    """Compare one array and add a PASS/FAIL item, naming the mistake when a variant matches."""
+    reason = _compare(got, ref, dtype, condition)
+    if reason is None:
+        return ctx.report.passed(label)
+    mistake_id = None
+    got_array = _as_numpy(got)
+    if np.dtype(dtype) == np.float64 and getattr(got_array, "dtype", None) == np.float32:
+        mistake_id = "keras-float32-cast"
+    elif variants:
+        mistake_id = mk.name_mistake(got_array, variants, index, dtype)
+        if mistake_id == "keras-training-missing" and probe is not None and probe():
+            mistake_id = "keras-frozen-layer"
+    if mistake_id:
+        reason = f"{reason}. {mk.explain(mistake_id)}"
+    return ctx.report.failed(label, reason, mistake_id=mistake_id)
+
+
+def _probe_frozen(ctx):
+    """A probe: does the student's make_keras_bn return a frozen layer?"""
+
+    def probe():
+        try:
+            make = ctx.function("make_keras_bn")
+            param = _bn_param("train", 1e-3, 0.9, np.zeros(2), np.ones(2))
+            layer = ctx.call(make, param, np.ones(2), np.zeros(2), (None, 2), "float64")
+            return getattr(layer, "trainable", True) is False
+        except StudentError:
+            return False
+
+    return probe
+
+
+def _forward(ctx, x, gamma, beta, bn_param):
+    """Call keras_bn_forward on copies; return (out, bn_param after the call)."""
+    forward = ctx.function("keras_bn_forward")
+    param = {
+        key: (np.array(value) if isinstance(value, np.ndarray) else value)
+        for key, value in bn_param.items()
+    }
+    out = ctx.call(forward, x.copy(), gamma.copy(), beta.copy(), param)
+    return out, param
+
+
+# -------------------------------------------------------------------------------- the checks
+@keras_check("keras_device", points=1)
+def device(ctx):
+    """choose_device: GPU when one is listed, CPU otherwise; DEVICE matches this machine"""
+    import tensorflow as tf
+
+    choose = ctx.function("choose_device")
+
+    def normalised(name):
+        if not isinstance(name, str):
+            return f"a {type(name).__name__}"
+        text = name.strip().upper().replace("/DEVICE:", "/")
+        return text.lstrip("/")
+
+    fake_gpu = [
+        tf.config.PhysicalDevice(name=f"/physical_device:GPU:{i}", device_type="GPU")
+        for i in range(2)
+    ]
+    cpu_choice = ctx.call(choose, [])
+    ctx.report.add(
+        "choose_device with no GPU",
+        normalised(cpu_choice) == "CPU:0",
+        f"expected '/CPU:0', got {cpu_choice!r}",
+    )
+    for gpus in (fake_gpu[:1], fake_gpu):
+        choice = ctx.call(choose, list(gpus))
+        ctx.report.add(
+            f"choose_device with {len(gpus)} GPU(s) listed",
+            normalised(choice) == "GPU:0",
+            f"expected '/GPU:0', got {choice!r}",
+        )
+    try:
+        with tf.device(cpu_choice):
+            ran_on = tf.linalg.matmul(tf.ones((2, 2)), tf.ones((2, 2))).device
+        ctx.report.add(
+            "tf.device accepts the CPU choice", ran_on.endswith("CPU:0"), f"it ran on {ran_on}"
+        )
+    except Exception as error:  # noqa: BLE001
+        ctx.report.failed(
+            "tf.device accepts the CPU choice",
+            f"tf.device({cpu_choice!r}) raised {type(error).__name__}",
+        )
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    expected = "GPU:0" if has_gpu else "CPU:0"
+    device_name = ctx.namespace.get("DEVICE")
+    ctx.report.add(
+        "DEVICE names the device of this machine",
+        normalised(device_name) == expected,
+        f"expected '/{expected}' ({'a GPU is' if has_gpu else 'no GPU is'} present), got {device_name!r}; "
+        "set DEVICE = choose_device(tf.config.list_physical_devices('GPU'))",
+    )
+
+
+@keras_check("keras_make_layer", points=3)
+def make_layer(ctx):
+    """make_keras_bn: settings, dtype and state of the layer match a NumPy BN state"""
+    import keras
+
+    make = ctx.function("make_keras_bn")
+    d = 6
+    param = _bn_param("test", 0.05, 0.8, ctx.rng.normal(2.0, 1.0, d), ctx.rng.uniform(0.01, 0.2, d))
+    gamma = ctx.rng.normal(1.0, 0.5, d)
+    beta = ctx.rng.normal(0.0, 0.5, d)
     x = ctx.rng.normal(2.0, 0.3, size=(9, d))
-    layer = ctx.call(make_keras_bn, dict(bn_param), gamma.copy(), beta.copy(), "float64")
-    ctx.report.add("make_keras_bn: momentum", abs(getattr(layer, "momentum", -1) - 0.8) < 1e-12,
-                   f"expected 0.8 (the NumPy value), got {getattr(layer, 'momentum', None)}")
-    ctx.report.add("make_keras_bn: epsilon", abs(getattr(layer, "epsilon", -1) - 0.05) < 1e-12,
-                   f"expected 0.05 (the NumPy value), got {getattr(layer, 'epsilon', None)}")
-    got = ctx.call(lambda: layer(x, training=False).numpy())
-    ref, _, _, _ = reference.batchnorm_forward(x, gamma, beta, bn_param)
-    reason = mismatch(got, ref)
-    ctx.report.add("make_keras_bn: inference output with the given state", reason is None, reason or "")
+    layer = ctx.call(make, dict(param), gamma.copy(), beta.copy(), (None, d), "float64")
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        raise StudentError(
+            f"make_keras_bn must return a keras.layers.BatchNormalization, got {type(layer).__name__}"
+        )
+
+    momentum = getattr(layer, "momentum", None)
+    momentum_id = {0.99: "keras-default-momentum", 0.2: "keras-momentum-reversed"}.get(
+        round(float(momentum), 6) if isinstance(momentum, float) else None
+    )
+    ctx.report.add(
+        "make_keras_bn: momentum",
+        momentum is not None and abs(momentum - 0.8) < 1e-12,
+        f"expected 0.8 (bn_param['momentum']), got {momentum}"
+        + (f". {mk.explain(momentum_id)}" if momentum_id else ""),
+        mistake_id=momentum_id,
+    )
+    epsilon = getattr(layer, "epsilon", None)
+    eps_id = "keras-default-epsilon" if epsilon == mk.KERAS_DEFAULT_EPSILON else None
+    ctx.report.add(
+        "make_keras_bn: epsilon",
+        epsilon is not None and abs(epsilon - 0.05) < 1e-12,
+        f"expected 0.05 (bn_param['eps']), got {epsilon}"
+        + (f". {mk.explain(eps_id)}" if eps_id else ""),
+        mistake_id=eps_id,
+    )
+    dtype = str(getattr(layer, "dtype", None))
+    ctx.report.add(
+        "make_keras_bn: dtype float64 when asked",
+        dtype == "float64",
+        f"expected float64, got {dtype}. {mk.explain('keras-float32-cast')}",
+        mistake_id=None if dtype == "float64" else "keras-float32-cast",
+    )
+    ctx.report.add(
+        "make_keras_bn: layer is trainable",
+        layer.trainable is True,
+        f"expected trainable=True, got {layer.trainable!r}. {mk.explain('keras-frozen-layer')}",
+        mistake_id=None if layer.trainable is True else "keras-frozen-layer",
+    )
+    state = [
+        ("gamma", "gamma", gamma, np.ones(d), "keras-gamma-beta-not-set"),
+        ("beta", "beta", beta, np.zeros(d), "keras-gamma-beta-not-set"),
+        (
+            "moving_mean",
+            "moving_mean",
+            param["running_mean"],
+            np.zeros(d),
+            "keras-moving-stats-not-set",
+        ),
+        (
+            "moving_variance",
+            "moving_variance",
+            param["running_var"],
+            np.ones(d),
+            "keras-moving-stats-not-set",
+        ),
+    ]
+    for label, attribute, expected, initial, mistake_id in state:
+        got = ctx.call(lambda attribute=attribute: np.asarray(getattr(layer, attribute)))
+        reason = mismatch(got.astype(np.float64) if got.dtype.kind == "f" else got, expected)
+        if reason is None:
+            ctx.report.passed(f"make_keras_bn: {label}")
+        else:
+            named = mistake_id if got.shape == initial.shape and np.allclose(got, initial) else None
+            ctx.report.failed(
+                f"make_keras_bn: {label}",
+                reason + (f". {mk.explain(named)}" if named else ""),
+                mistake_id=named,
+            )
+
+    ref, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param)
+    got = ctx.call(lambda: layer(x, training=False))
+    _report_array(
+        ctx,
+        f"make_keras_bn float64: inference output, x {describe_shape(x)}",
+        got,
+        ref,
+        np.float64,
+        mk.forward_variants(x, gamma, beta, param),
+    )
+
+    # float32 with large per-feature offsets: tolerance scaled with the data.
+    d = 5
+    param = _bn_param("test", 1e-3, 0.9, ctx.rng.normal(50.0, 1.0, d), ctx.rng.uniform(0.2, 1.0, d))
+    gamma = ctx.rng.normal(1.0, 0.5, d).astype(np.float32)
+    beta = ctx.rng.normal(0.0, 0.5, d).astype(np.float32)
+    x = ctx.rng.normal(50.0, 0.7, size=(12, d)).astype(np.float32)
+    layer = ctx.call(make, dict(param), gamma.copy(), beta.copy(), (None, d), "float32")
+    ref, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param)
+    got = ctx.call(lambda: layer(x, training=False))
+    _report_array(
+        ctx,
+        f"make_keras_bn float32: inference output, x {describe_shape(x)}",
+        got,
+        ref,
+        np.float32,
+        mk.forward_variants(x, gamma, beta, param),
+        condition=_condition(x, param["running_var"], param["eps"]) * float(np.abs(gamma).max()),
+    )
+
+
+def _forward_cases(ctx, mode):
+    """(label, x, gamma, beta, bn_param) for the forward checks."""
+    rng = ctx.rng
+    cases = []
+    if mode == "train":
+        shapes = [
+            ((7, 5), 1e-5, 0.9, 3.0, 2.0, np.float64),
+            ((16, 3), 0.05, 0.8, -1.0, 0.1, np.float64),
+            ((32, 4), 1e-3, 0.9, 1000.0, 5.0, np.float32),
+        ]
+    else:
+        shapes = [
+            ((6, 4), 0.05, 0.8, 1.0, 0.5, np.float64),
+            ((1, 5), 1e-2, 0.9, 0.0, 1.0, np.float64),
+            ((20, 3), 1e-3, 0.9, 100.0, 2.0, np.float32),
+        ]
+    for shape, eps, momentum, offset, scale, dtype in shapes:
+        d = shape[-1]
+        x = rng.normal(offset, scale, size=shape).astype(dtype)
+        gamma = rng.normal(1.0, 0.5, d).astype(dtype)
+        beta = rng.normal(0.0, 0.5, d).astype(dtype)
+        if mode == "train":
+            running_mean, running_var = rng.normal(0.0, 1.0, d), rng.uniform(0.5, 2.0, d)
+        else:
+            # far from the batch statistics and from the initial 0 / 1
+            running_mean, running_var = (
+                offset + rng.normal(1.0, 1.0, d),
+                (scale**2) * rng.uniform(0.2, 3.0, d),
+            )
+        param = _bn_param(mode, eps, momentum, running_mean, running_var)
+        label = f"keras_bn_forward {mode}, x {shape} {np.dtype(dtype).name}, eps={eps:g}"
+        cases.append((label, x, gamma, beta, param))
+    return cases
+
+
+@keras_check("keras_forward_train", points=2)
+def forward_train(ctx):
+    """keras_bn_forward in train mode: output against the reference (float64 and float32)"""
+    for label, x, gamma, beta, param in _forward_cases(ctx, "train"):
+        ref, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param)
+        try:
+            out, _ = _forward(ctx, x, gamma, beta, param)
+        except StudentError as error:
+            ctx.report.failed(f"{label}: out", str(error))
+            continue
+        condition = _condition(x, None, param["eps"]) * float(np.abs(gamma).max())
+        _report_array(
+            ctx,
+            f"{label}: out",
+            out,
+            ref,
+            x.dtype,
+            mk.forward_variants(x, gamma, beta, param),
+            condition=condition,
+            probe=_probe_frozen(ctx),
+        )
+
+
+@keras_check("keras_forward_test", points=2)
+def forward_test(ctx):
+    """keras_bn_forward in test mode: output with the moving statistics; bn_param unchanged"""
+    for index, (label, x, gamma, beta, param) in enumerate(_forward_cases(ctx, "test")):
+        ref, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param)
+        try:
+            out, after = _forward(ctx, x, gamma, beta, param)
+        except StudentError as error:
+            ctx.report.failed(f"{label}: out", str(error))
+            continue
+        condition = _condition(x, param["running_var"], param["eps"]) * float(np.abs(gamma).max())
+        _report_array(
+            ctx,
+            f"{label}: out",
+            out,
+            ref,
+            x.dtype,
+            mk.forward_variants(x, gamma, beta, param),
+            condition=condition,
+        )
+        if index == 0:
+            unchanged = all(
+                mismatch(_as_numpy(after.get(key)), np.asarray(param[key], np.float64)) is None
+                for key in ("running_mean", "running_var")
+            )
+            ctx.report.add(
+                f"{label}: bn_param running statistics unchanged",
+                unchanged,
+                "test mode must leave bn_param['running_mean'] and ['running_var'] as they were",
+            )
+
+
+@keras_check("keras_moving_stats", points=2)
+def moving_stats(ctx):
+    """keras_bn_forward: moving statistics after several training steps match the reference"""
+    for dtype, steps, d in ((np.float64, 5, 4), (np.float32, 3, 3)):
+        momentum, eps = 0.8, 1e-3
+        start_mean, start_var = ctx.rng.normal(0.0, 1.0, d), ctx.rng.uniform(0.5, 2.0, d)
+        batches = [
+            ctx.rng.normal(ctx.rng.uniform(-3, 3), ctx.rng.uniform(0.5, 2.0), size=(10, d)).astype(
+                dtype
+            )
+            for _ in range(steps)
+        ]
+        gamma, beta = np.ones(d, dtype), np.zeros(d, dtype)
+        label = f"keras_bn_forward, {steps} train steps on x (10, {d}) {np.dtype(dtype).name}, momentum=0.8"
+        param = _bn_param("train", eps, momentum, start_mean, start_var)
+        try:
+            for x in batches:
+                out, param = _forward(ctx, x, gamma, beta, param)
+                param["mode"] = "train"
+        except StudentError as error:
+            ctx.report.failed(f"{label}: moving statistics", str(error))
+            continue
+        expected = _simulate(batches, momentum, start_mean, start_var)
+        # Unchanged statistics: either inference ran, or training ran and nothing was written
+        # back; the last output tells which.
+        last_train_out, _, _, _ = reference.batchnorm_forward(
+            batches[-1], gamma, beta, param | {"mode": "train"}
+        )
+        trained = _compare(out, last_train_out, dtype, _condition(batches[-1], None, eps)) is None
+        unchanged_id = "keras-stats-not-returned" if trained else "keras-training-missing"
+        variants = {
+            "keras-default-momentum": _simulate(
+                batches, mk.KERAS_DEFAULT_MOMENTUM, start_mean, start_var
+            ),
+            "keras-momentum-reversed": _simulate(batches, 1 - momentum, start_mean, start_var),
+            "keras-moving-stats-not-set": _simulate(
+                batches[-1:], momentum, np.zeros(d), np.ones(d)
+            ),
+            unchanged_id: (start_mean, start_var),
+        }
+        for index, key in enumerate(("running_mean", "running_var")):
+            got = _as_numpy(param.get(key))
+            if dtype == np.float64 and getattr(got, "dtype", None) == np.float32:
+                got_for_compare = got  # _report_array names the float32 cast
+            else:
+                got_for_compare = (
+                    got.astype(dtype)
+                    if isinstance(got, np.ndarray) and got.dtype.kind == "f"
+                    else got
+                )
+            _report_array(
+                ctx,
+                f"{label}: {key}",
+                got_for_compare,
+                expected[index],
+                dtype,
+                {k: v + (None,) for k, v in variants.items()},
+                index,
+                probe=_probe_frozen(ctx),
+            )
+
+
+def _simulate(batches, momentum, running_mean, running_var):
+    mean, var = np.array(running_mean, np.float64), np.array(running_var, np.float64)
+    for x in batches:
+        x = np.asarray(x, np.float64)
+        mean = momentum * mean + (1 - momentum) * x.mean(axis=0)
+        var = momentum * var + (1 - momentum) * x.var(axis=0)
+    return mean, var
+
+
+def _backward(ctx, x, gamma, beta, param, dout):
+    backward = ctx.function("keras_bn_backward")
+    result = ctx.call(backward, x.copy(), gamma.copy(), beta.copy(), dict(param), dout.copy())
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        raise StudentError(
+            f"keras_bn_backward must return (dx, dgamma, dbeta), got {type(result).__name__}"
+        )
+    return result
+
+
+def _report_gradients(ctx, label, x, gamma, beta, param, dout, result):
+    refs = mk.gradients(x, gamma, beta, param, dout)
+    variants = mk.backward_variants(x, gamma, beta, param, dout)
+    x64 = np.asarray(x, np.float64)
+    condition = _condition(x64, None, param["eps"]) * float(np.abs(gamma).max())
+    for index, name in enumerate(("dx", "dgamma", "dbeta")):
+        _report_array(
+            ctx,
+            f"{label}: {name}",
+            result[index],
+            refs[index],
+            x.dtype,
+            variants,
+            index,
+            condition=condition,
+            probe=_probe_frozen(ctx),
+        )
+
+
+@keras_check("keras_gradients", points=3)
+def gradients(ctx):
+    """keras_bn_backward: dx, dgamma, dbeta from tf.GradientTape match the reference"""
+    for shape, offset, scale, eps, dtype in (
+        ((8, 5), 2.0, 0.5, 1e-2, np.float64),
+        ((16, 4), 0.0, 1.0, 1e-3, np.float32),
+    ):
+        d = shape[-1]
+        x = ctx.rng.normal(offset, scale, size=shape).astype(dtype)
+        gamma = ctx.rng.normal(1.0, 0.5, d).astype(dtype)
+        beta = ctx.rng.normal(0.0, 0.5, d).astype(dtype)
+        dout = ctx.rng.normal(0.0, 1.0, size=shape).astype(dtype)
+        param = _bn_param(
+            "train", eps, 0.9, ctx.rng.normal(0.0, 1.0, d), ctx.rng.uniform(0.5, 2.0, d)
+        )
+        label = f"keras_bn_backward, x {shape} {np.dtype(dtype).name}"
+        try:
+            result = _backward(ctx, x, gamma, beta, param, dout)
+        except StudentError as error:
+            ctx.report.failed(f"{label}: dx, dgamma, dbeta", str(error))
+            continue
+        _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
+
+
+@keras_check("keras_nhwc", points=2)
+def nhwc(ctx):
+    """keras_bn_forward and keras_bn_backward on NHWC inputs: statistics per channel (axis=-1)"""
+    rng = ctx.rng
+    # (4, 3, 5, 3) has H == C, so a layer built with axis=1 runs and gives wrong numbers that
+    # name the mistake; the other shapes have H != C.
+    for shape, mode, dtype in (
+        ((4, 3, 5, 3), "train", np.float64),
+        ((2, 4, 4, 3), "test", np.float64),
+        ((8, 5, 5, 4), "train", np.float32),
+    ):
+        c = shape[-1]
+        x = rng.normal(1.0, 2.0, size=shape).astype(dtype)
+        gamma = rng.normal(1.0, 0.5, c).astype(dtype)
+        beta = rng.normal(0.0, 0.5, c).astype(dtype)
+        param = _bn_param(mode, 1e-2, 0.8, rng.normal(1.0, 1.0, c), rng.uniform(0.5, 3.0, c))
+        label = f"keras_bn_forward {mode}, NHWC x {shape} {np.dtype(dtype).name}"
+        ref, ref_mean, ref_var, _ = reference.spatial_batchnorm_forward(x, gamma, beta, param)
+        try:
+            out, after = _forward(ctx, x, gamma, beta, param)
+        except StudentError as error:
+            ctx.report.failed(f"{label}: out", str(error))
+            continue
+        variants = mk.forward_variants(x, gamma, beta, param)
+        running_var = param["running_var"] if mode == "test" else None
+        condition = _condition(x, running_var, param["eps"]) * float(np.abs(gamma).max())
+        _report_array(
+            ctx,
+            f"{label}: out",
+            out,
+            ref,
+            dtype,
+            variants,
+            condition=condition,
+            probe=_probe_frozen(ctx),
+        )
+        if mode == "train" and dtype == np.float64:
+            for index, key, expected in (
+                (1, "running_mean", ref_mean),
+                (2, "running_var", ref_var),
+            ):
+                _report_array(
+                    ctx,
+                    f"{label}: {key}",
+                    _as_numpy(after.get(key)),
+                    expected,
+                    dtype,
+                    variants,
+                    index,
+                )
+
+    shape = (3, 3, 2, 3)
+    x = rng.normal(-1.0, 1.5, size=shape)
+    gamma, beta = rng.normal(1.0, 0.5, 3), rng.normal(0.0, 0.5, 3)
+    dout = rng.normal(0.0, 1.0, size=shape)
+    param = _bn_param("train", 1e-2, 0.9, np.zeros(3), np.ones(3))
+    label = f"keras_bn_backward, NHWC x {shape} float64"
+    try:
+        result = _backward(ctx, x, gamma, beta, param, dout)
+    except StudentError as error:
+        ctx.report.failed(f"{label}: dx, dgamma, dbeta", str(error))
+        return
+    _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
+
+
+@keras_check("keras_mode_detector", points=1)
+def mode_detector(ctx):
+    """used_batch_statistics: tells training-mode outputs from inference-mode outputs"""
+    detector = ctx.function("used_batch_statistics")
+    d = 4
+    x = ctx.rng.normal(1.0, 2.0, size=(24, d))
+    gamma, beta = ctx.rng.uniform(0.5, 2.0, d), ctx.rng.normal(0.0, 1.0, d)
+    moving_mean, moving_var, eps = ctx.rng.normal(4.0, 1.0, d), ctx.rng.uniform(3.0, 6.0, d), 1e-3
+    param = _bn_param("train", eps, 0.9, moving_mean, moving_var)
+    y_train, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param)
+    y_test, _, _, _ = reference.batchnorm_forward(x, gamma, beta, param | {"mode": "test"})
+    cases = [
+        ("training-mode output (float64)", y_train, True),
+        ("inference-mode output (float64)", y_test, False),
+        ("training-mode output computed in float32", y_train.astype(np.float32), True),
+        ("inference-mode output computed in float32", y_test.astype(np.float32), False),
+    ]
+    for label, y, expected in cases:
+        try:
+            answer = ctx.call(
+                detector,
+                x.copy(),
+                y.copy(),
+                gamma.copy(),
+                beta.copy(),
+                moving_mean.copy(),
+                moving_var.copy(),
+                eps,
+            )
+        except StudentError as error:
+            ctx.report.failed(f"used_batch_statistics, {label}", str(error))
+            continue
+        ok = isinstance(answer, (bool, np.bool_)) and bool(answer) is expected
+        ctx.report.add(
+            f"used_batch_statistics, {label}", ok, f"expected {expected}, got {answer!r}"
+        )
+    try:
+        ctx.call(
+            detector,
+            x.copy(),
+            x.copy() * 3.0,
+            gamma.copy(),
+            beta.copy(),
+            moving_mean.copy(),
+            moving_var.copy(),
+            eps,
+        )
+        ctx.report.failed(
+            "used_batch_statistics, output of neither mode",
+            "expected a ValueError (the output matches neither mode), got an answer",
+        )
+    except StudentError as error:
+        ctx.report.add(
+            "used_batch_statistics, output of neither mode",
+            "ValueError" in str(error),
+            f"expected a ValueError, got: {error}",
+        )
+
+
+@keras_check("keras_mode_answers", points=2)
+def mode_answers(ctx):
+    """MODE_ANSWERS: which mode each Keras call runs in, as verified in the notebook"""
+    answers = ctx.namespace.get("MODE_ANSWERS")
+    if not isinstance(answers, dict):
+        raise StudentError(
+            f"MODE_ANSWERS must be a dict, got {type(answers).__name__}: run its cell"
+        )
+    for scenario, truth in MODE_TRUTH.items():
+        answer = answers.get(scenario)
+        normalised = answer.strip().lower() if isinstance(answer, str) else answer
+        wrong = normalised != truth
+        detail = f"expected {truth!r}, got {answer!r}: {MODE_WHY[scenario]}"
+        ctx.report.add(
+            f"MODE_ANSWERS[{scenario!r}]",
+            not wrong,
+            detail,
+            mistake_id="keras-mode-semantics" if wrong and answer is not None else None,
+        )
+
+
+# ------------------------------------------------------------------------- model structure
+def _describe_layers(model):
+    """Layers as tokens: ("dense", units, activation), ("conv", filters, activation),
+    ("bn", momentum, axis), ("act", name); layers without parameters (Flatten, pooling,
+    Dropout) are skipped."""
+    import keras
+
+    tokens = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            tokens.append(("dense", layer.units, layer.activation.__name__))
+        elif isinstance(layer, keras.layers.Conv2D):
+            tokens.append(("conv", layer.filters, layer.activation.__name__))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            tokens.append(("bn", float(layer.momentum), layer.axis))
+        elif isinstance(layer, keras.layers.Activation):
+            tokens.append(("act", layer.activation.__name__))
+        elif isinstance(layer, keras.layers.ReLU):
+            tokens.append(("act", "relu"))
+        elif isinstance(layer, keras.Model):
+            tokens.extend(_describe_layers(layer))
+    return tokens
+
+
+def _hidden_blocks(tokens, kind):
+    """Split tokens into blocks that start at each `kind` ("dense"/"conv") layer."""
+    blocks = []
+    for token in tokens:
+        if token[0] == kind or not blocks:
+            blocks.append([token])
+        else:
+            blocks[-1].append(token)
+    return blocks
+
+
+def _block_ok(block, activation, use_bn, momentum=None):
+    """(ok, mistake_id, why) for one hidden block [linear, (bn), act] or [dense(act)]."""
+    head = block[0]
+    rest = block[1:]
+    if use_bn:
+        bns = [i for i, token in enumerate(rest) if token[0] == "bn"]
+        if not bns:
+            return False, "keras-bn-missing", "no BatchNormalization after it"
+        if head[2] != "linear":
+            return (
+                False,
+                "keras-bn-after-activation",
+                f"its own activation is {head[2]!r} before the BatchNormalization",
+            )
+        if rest[0][0] != "bn" or len(rest) < 2 or rest[1] != ("act", activation):
+            order = " -> ".join(token[0] if token[0] != "act" else token[1] for token in block)
+            return (
+                False,
+                "keras-bn-after-activation",
+                f"order {order}, expected linear -> bn -> {activation}",
+            )
+        if momentum is not None and abs(rest[0][1] - momentum) > 1e-9:
+            return (
+                False,
+                "keras-default-momentum",
+                f"BatchNormalization momentum {rest[0][1]:g}, expected {momentum:g}",
+            )
+        return True, None, ""
+    if any(token[0] == "bn" for token in rest):
+        return (
+            False,
+            "keras-bn-missing",
+            "a BatchNormalization in the model built with use_bn=False",
+        )
+    applied = (
+        head[2]
+        if head[2] != "linear"
+        else (rest[0][1] if rest and rest[0][0] == "act" else "linear")
+    )
+    if applied != activation:
+        return False, None, f"activation {applied!r}, expected {activation!r}"
+    return True, None, ""
+
+
+@keras_check("keras_mlp_structure", points=2)
+def mlp_structure(ctx):
+    """build_mlp: 3 x 100 units, BatchNormalization between the linear part and the activation"""
+    build = ctx.function("build_mlp")
+    for use_bn, activation, momentum in (
+        (True, "sigmoid", 0.9),
+        (False, "relu", 0.99),
+        (True, "relu", 0.99),
+    ):
+        label = f"build_mlp(use_bn={use_bn}, activation={activation!r}, momentum={momentum})"
+        try:
+            model = ctx.call(build, use_bn, activation, momentum)
+            probs = np.asarray(
+                ctx.call(lambda model=model: model(np.zeros((2, 64), np.float32), training=False))
+            )
+            tokens = ctx.call(lambda model=model: _describe_layers(model))
+        except StudentError as error:
+            ctx.report.failed(label, str(error))
+            continue
+        shape_ok = probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+        ctx.report.add(
+            f"{label}: (N, 64) in, softmax over 10 classes out",
+            shape_ok,
+            f"expected output shape (2, 10) with rows summing to 1, got {probs.shape}",
+        )
+        blocks = _hidden_blocks(tokens, "dense")
+        hidden = blocks[:-1]
+        widths = [block[0][1] for block in hidden]
+        problems = (
+            []
+            if widths == [100, 100, 100]
+            else [f"hidden widths {widths}, expected [100, 100, 100]"]
+        )
+        mistake_id = None
+        for number, block in enumerate(hidden, start=1):
+            ok, block_mistake, why = _block_ok(
+                block, activation, use_bn, momentum if use_bn else None
+            )
+            if not ok:
+                problems.append(f"hidden layer {number}: {why}")
+                mistake_id = mistake_id or block_mistake
+        detail = "; ".join(problems) + (f". {mk.explain(mistake_id)}" if mistake_id else "")
+        ctx.report.add(f"{label}: hidden layers", not problems, detail, mistake_id=mistake_id)
+
+
+@keras_check("keras_cnn_structure", points=1)
+def cnn_structure(ctx):
+    """build_cnn: Conv2D -> BatchNormalization(axis=-1) -> ReLU blocks on (8, 8, 1) images"""
+    build = ctx.function("build_cnn")
+    label = "build_cnn()"
+    model = ctx.call(build)
+    probs = np.asarray(ctx.call(lambda: model(np.zeros((2, 8, 8, 1), np.float32), training=False)))
+    ctx.report.add(
+        f"{label}: (N, 8, 8, 1) in, softmax over 10 classes out",
+        probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4),
+        f"expected output shape (2, 10) with rows summing to 1, got {probs.shape}",
+    )
+    tokens = ctx.call(lambda: _describe_layers(model))
+    convs = [i for i, token in enumerate(tokens) if token[0] == "conv"]
+    problems, mistake_id = [], None
+    if not convs:
+        problems.append("no Conv2D layer")
+    for number, start in enumerate(convs, start=1):
+        block = _hidden_blocks(tokens[start:], "conv")[0]
+        block = [token for token in block if token[0] != "dense"]
+        ok, block_mistake, why = _block_ok(block, "relu", True)
+        if ok and block[1][2] not in (-1, 3, [-1], [3]):
+            ok, block_mistake, why = (
+                False,
+                "keras-axis-nhwc",
+                f"BatchNormalization axis {block[1][2]}",
+            )
+        if not ok:
+            problems.append(f"Conv2D layer {number}: {why}")
+            mistake_id = mistake_id or block_mistake
+    detail = "; ".join(problems) + (f". {mk.explain(mistake_id)}" if mistake_id else "")
+    ctx.report.add(
+        f"{label}: Conv2D -> BatchNormalization -> ReLU",
+        not problems,
+        detail,
+        mistake_id=mistake_id,
+    )
+
+
+@keras_check("keras_experiments", points=2)
+def experiments(ctx):
+    """HISTORIES: curves recorded; BN nets clearly beat chance and the plain nets (generous margins)"""
+    histories = ctx.namespace.get("HISTORIES")
+    if not isinstance(histories, dict):
+        raise StudentError(
+            f"HISTORIES must be a dict of training curves, got {type(histories).__name__}"
+        )
+
+    def curve(name, metric="val_accuracy"):
+        values = (
+            histories.get(name, {}).get(metric) if isinstance(histories.get(name), dict) else None
+        )
+        try:
+            return [float(v) for v in values] if values is not None else None
+        except (TypeError, ValueError):
+            return None
+
+    missing = [
+        name
+        for name in EXPERIMENT_RUNS
+        if not curve(name)
+        or not curve(name, "loss")
+        or len(curve(name)) < 5
+        or len(curve(name)) != len(curve(name, "loss"))
+    ]
+    ctx.report.add(
+        "HISTORIES: every run recorded (loss and val_accuracy, at least 5 epochs)",
+        not missing,
+        f"missing or too short: {missing}",
+    )
+
+    def final(name):
+        values = curve(name)
+        return values[-1] if values else float("nan")
+
+    def first(name):
+        values = curve(name)
+        return values[0] if values else float("nan")
+
+    claims = [
+        (
+            "sigmoid+BN at lr 0.1 learns (final validation accuracy >= 0.5)",
+            final("sigmoid+BN") >= 0.5,
+            f"got {final('sigmoid+BN'):.2f}",
+        ),
+        (
+            "plain sigmoid net at lr 0.1 stays near chance (<= 0.3) and BN beats it by >= 0.3",
+            final("sigmoid") <= 0.3 and final("sigmoid+BN") >= final("sigmoid") + 0.3,
+            f"got {final('sigmoid'):.2f} without BN, {final('sigmoid+BN'):.2f} with BN",
+        ),
+        (
+            "at lr 1 only the BN net survives (BN >= 0.5 and >= plain + 0.2)",
+            final("relu+BN lr 1") >= 0.5 and final("relu+BN lr 1") >= final("relu lr 1") + 0.2,
+            f"got {final('relu lr 1'):.2f} without BN, {final('relu+BN lr 1'):.2f} with BN",
+        ),
+        (
+            "CNN with BN learns (final validation accuracy >= 0.5)",
+            final("cnn+BN") >= 0.5,
+            f"got {final('cnn+BN'):.2f}",
+        ),
+        (
+            "momentum 0.9 leads 0.99 after the first epoch (by >= 0.1 in validation accuracy)",
+            first("sigmoid+BN momentum 0.9") >= first("sigmoid+BN") + 0.1,
+            f"got {first('sigmoid+BN momentum 0.9'):.2f} with 0.9, {first('sigmoid+BN'):.2f} with 0.99",
+        ),
+    ]
+    for label, ok, detail in claims:
+        ctx.report.add(f"HISTORIES: {label}", ok, detail)

@@ -1,0 +1,209 @@
+"""Classic mistakes when reproducing a NumPy BN state with keras.layers.BatchNormalization.
+
+Each mistake is written once: an id, the explanation a student reads, and (where it changes
+numbers) a variant of the float64 reference. When a result misses the reference, the checks
+compute every applicable variant on the same inputs; the variant the result matches names the
+mistake. The sample submissions in ``samples_keras`` inject the same mistakes into the solution.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import reference
+from .compare import matches
+
+KERAS_DEFAULT_MOMENTUM = 0.99
+KERAS_DEFAULT_EPSILON = 1e-3
+
+
+@dataclass(frozen=True)
+class Mistake:
+    mistake_id: str
+    explanation: str
+
+
+MISTAKES = {
+    m.mistake_id: m
+    for m in [
+        Mistake(
+            "keras-default-momentum",
+            "the layer kept Keras's default momentum 0.99: pass momentum=bn_param['momentum'] "
+            "(Keras and the NumPy code share the direction: moving = momentum * moving + "
+            "(1 - momentum) * batch statistic).",
+        ),
+        Mistake(
+            "keras-momentum-reversed",
+            "momentum is reversed (the PyTorch convention): Keras's momentum weights the old "
+            "moving statistics, so pass bn_param['momentum'] itself, not 1 - momentum.",
+        ),
+        Mistake(
+            "keras-default-epsilon",
+            "the layer kept Keras's default epsilon 1e-3: pass epsilon=bn_param['eps'].",
+        ),
+        Mistake(
+            "keras-gamma-beta-not-set",
+            "gamma and beta still have their initial values 1 and 0: assign the given gamma "
+            "and beta to layer.gamma and layer.beta.",
+        ),
+        Mistake(
+            "keras-moving-stats-not-set",
+            "the moving statistics still have their initial values 0 and 1: assign "
+            "bn_param['running_mean'] and bn_param['running_var'] to layer.moving_mean and "
+            "layer.moving_variance.",
+        ),
+        Mistake(
+            "keras-training-missing",
+            "the layer ran in inference mode (it used the moving statistics): call it with "
+            "training=True in train mode; layer(x) without training runs in inference mode.",
+        ),
+        Mistake(
+            "keras-frozen-layer",
+            "the layer is frozen (trainable=False): a frozen BatchNormalization runs in "
+            "inference mode and keeps its moving statistics even when called with training=True.",
+        ),
+        Mistake(
+            "keras-float32-cast",
+            "the float64 data went through float32: Keras casts inputs to the layer's dtype "
+            "(float32 unless you say otherwise); build the layer with the dtype you were given.",
+        ),
+        Mistake(
+            "keras-axis-nhwc",
+            "the statistics were taken over the wrong axis: NHWC data needs axis=-1 (channels "
+            "last), so mean and variance are per channel over N, H and W.",
+        ),
+        Mistake(
+            "keras-stats-not-returned",
+            "bn_param still holds the old running statistics: after a train-mode call write "
+            "layer.moving_mean and layer.moving_variance back into bn_param.",
+        ),
+        Mistake(
+            "keras-bn-after-activation",
+            "BatchNormalization must sit between the linear part and the activation: "
+            "Dense/Conv2D without activation -> BatchNormalization -> Activation.",
+        ),
+        Mistake(
+            "keras-bn-missing",
+            "the model with use_bn=True needs one BatchNormalization after every hidden "
+            "Dense/Conv2D layer, and the model with use_bn=False none.",
+        ),
+        Mistake(
+            "keras-mode-semantics",
+            "run the verification cell and compare your table with what Keras actually did.",
+        ),
+    ]
+}
+
+
+def explain(mistake_id):
+    return MISTAKES[mistake_id].explanation
+
+
+def _param(bn_param, **changes):
+    param = dict(bn_param)
+    param.update(changes)
+    return param
+
+
+def forward_variants(x, gamma, beta, bn_param):
+    """What each mistake makes the forward pass return, on these inputs.
+
+    Args:
+        x: (N, D) or (N, H, W, C). gamma, beta: (D,) or (C,). bn_param: the requested state
+            and mode (not modified).
+
+    Returns:
+        dict mistake_id -> (out, running_mean, running_var), float64.
+    """
+    spatial = np.ndim(x) == 4
+    forward = reference.spatial_batchnorm_forward if spatial else reference.batchnorm_forward
+    d = np.shape(gamma)[0]
+    train = bn_param["mode"] == "train"
+    variants = {
+        "keras-default-epsilon": forward(
+            x, gamma, beta, _param(bn_param, eps=KERAS_DEFAULT_EPSILON)
+        ),
+        "keras-gamma-beta-not-set": forward(x, np.ones(d), np.zeros(d), bn_param),
+        "keras-moving-stats-not-set": forward(
+            x, gamma, beta, _param(bn_param, running_mean=np.zeros(d), running_var=np.ones(d))
+        ),
+        "keras-float32-cast": forward(np.asarray(x, np.float32), gamma, beta, bn_param),
+    }
+    if train:
+        variants["keras-default-momentum"] = forward(
+            x, gamma, beta, _param(bn_param, momentum=KERAS_DEFAULT_MOMENTUM)
+        )
+        variants["keras-momentum-reversed"] = forward(
+            x, gamma, beta, _param(bn_param, momentum=1.0 - float(bn_param["momentum"]))
+        )
+        variants["keras-training-missing"] = forward(x, gamma, beta, _param(bn_param, mode="test"))
+        out, _, _, _ = forward(x, gamma, beta, bn_param)
+        variants["keras-stats-not-returned"] = (
+            out,
+            np.asarray(bn_param["running_mean"], np.float64),
+            np.asarray(bn_param["running_var"], np.float64),
+            None,
+        )
+    if spatial and x.shape[1] == d:
+        # axis=1 (the channels-first habit): statistics per row of the image.
+        moved = np.moveaxis(np.asarray(x, np.float64), 1, -1)
+        out, mean, var, _ = reference.spatial_batchnorm_forward(moved, gamma, beta, bn_param)
+        variants["keras-axis-nhwc"] = (np.moveaxis(out, -1, 1), mean, var, None)
+    return {key: value[:3] for key, value in variants.items()}
+
+
+def backward_variants(x, gamma, beta, bn_param, dout):
+    """What each mistake makes (dx, dgamma, dbeta) of the training-mode forward pass be.
+
+    Returns:
+        dict mistake_id -> (dx, dgamma, dbeta), float64.
+    """
+    spatial = np.ndim(x) == 4
+    d = np.shape(gamma)[0]
+    variants = {
+        "keras-default-epsilon": gradients(
+            x, gamma, beta, _param(bn_param, eps=KERAS_DEFAULT_EPSILON), dout
+        ),
+        "keras-gamma-beta-not-set": gradients(x, np.ones(d), np.zeros(d), bn_param, dout),
+        "keras-training-missing": inference_gradients(x, gamma, bn_param, dout),
+        "keras-float32-cast": gradients(np.asarray(x, np.float32), gamma, beta, bn_param, dout),
+    }
+    if spatial and x.shape[1] == d:
+        dx, dgamma, dbeta = gradients(
+            np.moveaxis(x, 1, -1), gamma, beta, bn_param, np.moveaxis(dout, 1, -1)
+        )
+        variants["keras-axis-nhwc"] = (np.moveaxis(dx, -1, 1), dgamma, dbeta)
+    return variants
+
+
+def gradients(x, gamma, beta, bn_param, dout):
+    """Reference (dx, dgamma, dbeta) of sum(out * dout) for the training-mode forward pass."""
+    spatial = np.ndim(x) == 4
+    param = _param(bn_param, mode="train")
+    if spatial:
+        _, _, _, cache = reference.spatial_batchnorm_forward(x, gamma, beta, param)
+        return reference.spatial_batchnorm_backward(dout, cache)
+    _, _, _, cache = reference.batchnorm_forward(x, gamma, beta, param)
+    return reference.batchnorm_backward(dout, cache)
+
+
+def inference_gradients(x, gamma, bn_param, dout):
+    """(dx, dgamma, dbeta) when the layer ran in inference mode (moving statistics)."""
+    x = np.asarray(x, np.float64)
+    dout = np.asarray(dout, np.float64)
+    gamma = np.asarray(gamma, np.float64)
+    inv_std = 1.0 / np.sqrt(
+        np.asarray(bn_param["running_var"], np.float64) + float(bn_param["eps"])
+    )
+    x_hat = (x - np.asarray(bn_param["running_mean"], np.float64)) * inv_std
+    axes = tuple(range(x.ndim - 1))
+    return dout * gamma * inv_std, (dout * x_hat).sum(axis=axes), dout.sum(axis=axes)
+
+
+def name_mistake(got, variants, index, dtype=np.float64):
+    """The id of the first variant whose ``index``-th result ``got`` matches, else None."""
+    for mistake_id, results in variants.items():
+        candidate = results[index]
+        if candidate is not None and matches(got, np.asarray(candidate, np.float64), dtype):
+            return mistake_id
+    return None
