@@ -3,7 +3,6 @@
 import tarfile
 
 from conftest import GRADER_DIR, KIT_ROOT
-
 from coursekit.bundle import build_bundle
 
 
@@ -26,7 +25,9 @@ def test_bundle_contents_and_no_answers(tmp_path):
     grader_module_names = {path.stem for path in (GRADER_DIR / "bn_grader").glob("*.py")} - {
         "__init__"
     }
-    assert not [n for n in names if n.endswith(".py") and n.rsplit("/", 1)[-1][:-3] in grader_module_names]
+    assert not [
+        n for n in names if n.endswith(".py") and n.rsplit("/", 1)[-1][:-3] in grader_module_names
+    ]
     for name, text in texts.items():
         for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "bn_grader", "coursekit"):
             assert marker not in text, f"{marker} in {name}"

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from conftest import ASSIGNMENT_SOURCE, GRADER_DIR, KIT_ROOT
-
 from coursekit.release import release_differences
 
 RELEASE = KIT_ROOT / "assignments" / "batchnorm"
@@ -61,7 +60,9 @@ def test_solution_reference_functions_are_not_in_the_release():
         if meta.get("solution") and cell["cell_type"] == "code":
             source = "".join(cell["source"])
             inside = source.split("### BEGIN SOLUTION", 1)[-1].split("### END SOLUTION", 1)[0]
-            solution_lines |= {line.strip() for line in inside.splitlines() if len(line.strip()) > 25}
+            solution_lines |= {
+                line.strip() for line in inside.splitlines() if len(line.strip()) > 25
+            }
     released = "".join(release_text()[RELEASE / "bn_numpy.ipynb"])
     assert solution_lines
     assert [line for line in solution_lines if line in released] == []

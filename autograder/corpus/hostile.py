@@ -13,7 +13,6 @@ Keras notebook of every entry is "notebook missing".
 from dataclasses import dataclass, field
 
 import nbformat
-
 from coursekit import status as st
 from coursekit.submissions import apply_edits, reference_notebook, write_submission
 
@@ -52,7 +51,9 @@ def _with_edits(*edits, mutate=None):
 
 
 def _cell(notebook, grade_id):
-    return next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(
+        c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
 
 
 def _prepend(grade_id, code):
@@ -73,7 +74,9 @@ def _append(grade_id, code):
 
 def _delete_cell(grade_id):
     def mutate(notebook):
-        notebook.cells = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_id]
+        notebook.cells = [
+            c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_id
+        ]
 
     return mutate
 
@@ -107,7 +110,11 @@ def _no_notebooks(student):
 
 
 def _foreign_kernel(notebook):
-    notebook.metadata["kernelspec"] = {"name": "julia-1.10", "display_name": "Julia 1.10", "language": "julia"}
+    notebook.metadata["kernelspec"] = {
+        "name": "julia-1.10",
+        "display_name": "Julia 1.10",
+        "language": "julia",
+    }
 
 
 _MEMORY_BOMB = """
@@ -165,14 +172,24 @@ CORPUS = [
     HostileSubmission(
         "hostile-output-flood",
         "prints a million lines",
-        _with_edits(mutate=_append("batchnorm_backward_alt", "for i in range(1_000_000):\n    print(i)")),
+        _with_edits(
+            mutate=_append("batchnorm_backward_alt", "for i in range(1_000_000):\n    print(i)")
+        ),
         Expectation(st.GRADED),
     ),
     HostileSubmission(
         "hostile-syntax-error",
-        "a syntax error in the batchnorm_backward_alt cell",
-        _with_edits(("batchnorm_backward_alt", "def batchnorm_backward_alt(dout, cache):", "def batchnorm_backward_alt(dout, cache)")),
-        Expectation(st.GRADED, lost_cells=frozenset({"test_backward_alt"})),
+        "a syntax error in the layernorm_forward cell (layernorm_backward needs its cache)",
+        _with_edits(
+            (
+                "layernorm_forward",
+                "def layernorm_forward(x, gamma, beta, ln_param):",
+                "def layernorm_forward(x, gamma, beta, ln_param)",
+            )
+        ),
+        Expectation(
+            st.GRADED, lost_cells=frozenset({"test_layernorm_forward", "test_layernorm_backward"})
+        ),
     ),
     HostileSubmission(
         "hostile-deleted-test-cell",
@@ -196,7 +213,10 @@ CORPUS = [
         "hostile-honest-twin",
         "one classic mistake (unbiased variance), nothing else",
         _with_edits(UNBIASED_EDIT),
-        Expectation(st.GRADED, lost_cells=frozenset({"test_forward_train"})),
+        # ddof=1 changes the normalised output and the running variance written back.
+        Expectation(
+            st.GRADED, lost_cells=frozenset({"test_forward_train", "test_forward_running"})
+        ),
     ),
     HostileSubmission(
         "hostile-patched-numpy",
