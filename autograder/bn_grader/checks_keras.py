@@ -153,6 +153,15 @@ def _report_array(ctx, label, got, ref, dtype, variants=None, index=0, condition
     return ctx.report.failed(label, reason, mistake_id=mistake_id)
 
 
+def _failed_call(ctx, label, error):
+    """Report a student function that raised; name the mistake its message points to."""
+    message = str(error)
+    mistake_id = mk.mistake_in_error(message)
+    if mistake_id:
+        message = f"{message}. {mk.explain(mistake_id)}"
+    return ctx.report.failed(label, message, mistake_id=mistake_id)
+
+
 def _probe_frozen(ctx):
     """A probe: does the student's make_keras_bn return a frozen layer?"""
 
@@ -387,7 +396,7 @@ def forward_train(ctx):
         try:
             out, _ = _forward(ctx, x, gamma, beta, param)
         except StudentError as error:
-            ctx.report.failed(f"{label}: out", str(error))
+            _failed_call(ctx, f"{label}: out", error)
             continue
         condition = _condition(x, None, param["eps"]) * float(np.abs(gamma).max())
         _report_array(
@@ -410,7 +419,7 @@ def forward_test(ctx):
         try:
             out, after = _forward(ctx, x, gamma, beta, param)
         except StudentError as error:
-            ctx.report.failed(f"{label}: out", str(error))
+            _failed_call(ctx, f"{label}: out", error)
             continue
         condition = _condition(x, param["running_var"], param["eps"]) * float(np.abs(gamma).max())
         _report_array(
@@ -553,7 +562,7 @@ def gradients(ctx):
         try:
             result = _backward(ctx, x, gamma, beta, param, dout)
         except StudentError as error:
-            ctx.report.failed(f"{label}: dx, dgamma, dbeta", str(error))
+            _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error)
             continue
         _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
 
@@ -579,12 +588,12 @@ def nhwc(ctx):
         try:
             out, after = _forward(ctx, x, gamma, beta, param)
         except StudentError as error:
-            ctx.report.failed(f"{label}: out", str(error))
+            _failed_call(ctx, f"{label}: out", error)
             continue
         variants = mk.forward_variants(x, gamma, beta, param)
         running_var = param["running_var"] if mode == "test" else None
         condition = _condition(x, running_var, param["eps"]) * float(np.abs(gamma).max())
-        _report_array(
+        out_ok = _report_array(
             ctx,
             f"{label}: out",
             out,
@@ -595,6 +604,9 @@ def nhwc(ctx):
             probe=_probe_frozen(ctx),
         )
         if mode == "train" and dtype == np.float64:
+            # Unchanged statistics with a correct training-mode output: nothing was written back.
+            if out_ok:
+                variants.pop("keras-training-missing", None)
             for index, key, expected in (
                 (1, "running_mean", ref_mean),
                 (2, "running_var", ref_var),
@@ -607,6 +619,7 @@ def nhwc(ctx):
                     dtype,
                     variants,
                     index,
+                    probe=_probe_frozen(ctx),
                 )
 
     shape = (3, 3, 2, 3)
@@ -618,7 +631,7 @@ def nhwc(ctx):
     try:
         result = _backward(ctx, x, gamma, beta, param, dout)
     except StudentError as error:
-        ctx.report.failed(f"{label}: dx, dgamma, dbeta", str(error))
+        _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error)
         return
     _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
 
@@ -694,7 +707,7 @@ def mode_answers(ctx):
         answer = answers.get(scenario)
         normalised = answer.strip().lower() if isinstance(answer, str) else answer
         wrong = normalised != truth
-        detail = f"expected {truth!r}, got {answer!r}: {MODE_WHY[scenario]}"
+        detail = f"expected {truth!r}, got {answer!r}: {MODE_WHY[scenario]}. {mk.explain('keras-mode-semantics')}"
         ctx.report.add(
             f"MODE_ANSWERS[{scenario!r}]",
             not wrong,

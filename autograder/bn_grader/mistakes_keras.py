@@ -74,7 +74,7 @@ MISTAKES = {
         ),
         Mistake(
             "keras-stats-not-returned",
-            "bn_param still holds the old running statistics: after a train-mode call write "
+            "the running statistics in bn_param are the old ones: after a train-mode call write "
             "layer.moving_mean and layer.moving_variance back into bn_param.",
         ),
         Mistake(
@@ -89,14 +89,23 @@ MISTAKES = {
         ),
         Mistake(
             "keras-mode-semantics",
-            "run the verification cell and compare your table with what Keras actually did.",
+            "Run the verification cell and correct your table where Keras did something else.",
         ),
     ]
 }
 
 
 def explain(mistake_id):
-    return MISTAKES[mistake_id].explanation
+    """The explanation of a mistake, as a sentence to append to a [FAIL] line."""
+    text = MISTAKES[mistake_id].explanation
+    return text[0].upper() + text[1:]
+
+
+def mistake_in_error(message):
+    """The mistake an exception message from Keras or TensorFlow points to, or None."""
+    if "double tensor" in message or ("float tensor" in message and "double" in message):
+        return "keras-float32-cast"
+    return None
 
 
 def _param(bn_param, **changes):
