@@ -1,0 +1,81 @@
+"""Time the solved bn_numpy.ipynb run top to bottom on the course kernel (target: < 30 s).
+
+Runs the solution notebook with nbclient as a grading kernel would (grader on PYTHONPATH,
+Agg backend), checks that no cell raised and no grade cell wrote to stderr, and prints the
+wall time, the kernel's own execution time and the slowest cells. Not a timed test.
+
+Usage: .venv/bin/python bench/run_notebook_timing.py [notebook]
+"""
+
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seconds(execution):
+    start = datetime.fromisoformat(execution["iopub.execute_input"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(execution["shell.execute_reply"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def main():
+    path = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else ROOT / "solutions" / "batchnorm" / "bn_numpy.ipynb"
+    )
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "autograder"), os.environ.get("PYTHONPATH", "")]
+    )
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    notebook = nbformat.read(str(path), as_version=4)
+    client = NotebookClient(
+        notebook,
+        kernel_name="bn-course",
+        timeout=300,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    wall = time.perf_counter() - start
+    cells, problems, earned, possible = [], [], 0.0, 0.0
+    for number, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        name = meta.get("grade_id") or f"cell {number}"
+        if "execution" in cell.metadata:
+            cells.append((_seconds(cell.metadata["execution"]), name))
+        for output in cell.outputs:
+            if output.output_type == "error":
+                problems.append(f"{name}: {output.ename}")
+            if output.output_type == "stream" and output.name == "stderr" and meta.get("grade"):
+                problems.append(f"{name}: wrote to stderr")
+            if output.output_type == "execute_result" and meta.get("grade"):
+                earned += float(output.data.get("text/plain", "0"))
+        if meta.get("grade"):
+            possible += meta.get("points", 0)
+    kernel_time = sum(seconds for seconds, _ in cells)
+    print(
+        f"{path.name}: wall time {wall:.1f} s (kernel start included), cells {kernel_time:.1f} s, target < 30 s"
+    )
+    print(
+        f"auto-graded points in the run: {earned:g} / {possible:g} (written answers are graded by hand)"
+    )
+    for seconds, name in sorted(cells, reverse=True)[:5]:
+        print(f"  {seconds:6.2f} s  {name}")
+    if problems:
+        print("PROBLEMS:", *problems, sep="\n  ")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
