@@ -120,6 +120,15 @@ def _pids_of_uid(uid):
     return pids
 
 
+def _alive(pid):
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
 def _stop_pid(pid, grace=10.0):
     """SIGTERM one process, then SIGKILL it if it is still there after `grace` seconds."""
     try:
@@ -128,9 +137,7 @@ def _stop_pid(pid, grace=10.0):
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return
         time.sleep(0.2)
     try:
@@ -289,8 +296,12 @@ class Hub:
             proxy_pid = int((self.state / "jupyterhub-proxy.pid").read_text())
         except (OSError, ValueError):
             pass
-        _stop_pid(self.process.pid, grace=30)
-        self.process.wait(timeout=10)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
         for pid in [*self.server_pids.values(), proxy_pid]:
             if pid:
                 _stop_pid(pid, grace=5)

@@ -27,6 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = ARTIFACTS / "browser_bn_numpy.png"
+LIST_SCREENSHOT = ARTIFACTS / "browser_assignment_list.png"
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +76,22 @@ def test_student_fetches_and_opens_notebook_in_jupyterlab(released, chromium):
         fetched.get_by_text(ASSIGNMENT).first.wait_for()
         notebook_link = fetched.get_by_text("bn_numpy", exact=False)
         if not notebook_link.first.is_visible():
-            fetched.locator(f"[data-target*='{ASSIGNMENT}'], .collapsed").first.click()
+            fetched.locator(".assignment-notebooks-link").first.click()
+        notebook_link.first.wait_for(state="visible")
+        page.screenshot(path=str(LIST_SCREENSHOT))
         notebook_link.first.click()
-        tab = page.get_by_role("tab", name=re.compile(r"bn_numpy\.ipynb"))
-        tab.wait_for()
-        page.locator(".jp-NotebookPanel:visible .jp-Cell").first.wait_for()
+        page.get_by_role("tab", name=re.compile(r"bn_numpy\.ipynb")).wait_for()
+        notebook = page.locator(".jp-NotebookPanel:visible")
+        notebook.locator(".jp-MarkdownOutput").first.wait_for(state="visible")
+        # The course kernel starts for the student and settles.
+        page.wait_for_function(
+            "() => /BatchNorm course\\)\\s*\\|\\s*Idle/.test("
+            "document.querySelector('#jp-main-statusbar')?.innerText || '')",
+            timeout=120_000,
+        )
+        no_news = page.get_by_role("button", name="No", exact=True)
+        if no_news.count():
+            no_news.first.click()
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=False)
@@ -87,4 +99,4 @@ def test_student_fetches_and_opens_notebook_in_jupyterlab(released, chromium):
 
     assert (hub.home(student) / ASSIGNMENT / "bn_numpy.ipynb").is_file()
     assert SCREENSHOT.stat().st_size > 10_000
-    print(f"\nscreenshot: {os.path.relpath(SCREENSHOT)}")
+    print(f"\nscreenshots: {os.path.relpath(SCREENSHOT)}, {os.path.relpath(LIST_SCREENSHOT)}")
