@@ -41,7 +41,8 @@ class NotebookFunctions:
 
     def available(self, name):
         """True when ``name`` was found and defined (it may still be unfinished)."""
-        return not getattr(self._functions.get(name), "is_missing", True)
+        function = self._functions.get(name)
+        return function is not None and not getattr(function, "is_missing", False)
 
     def summary(self):
         """One line per function: found or why not, then the loading problems."""
