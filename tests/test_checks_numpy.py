@@ -6,9 +6,10 @@ import io
 import re
 from pathlib import Path
 
-import bn_grader.checks_numpy  # noqa: F401  registers the checks
 import nbformat
 import pytest
+
+import bn_grader.checks_numpy  # noqa: F401  registers the checks
 from bn_grader import check
 from bn_grader.registry import CHECKS
 from nbcode import namespace_from_notebook

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+
 from bnkit.data import load_digits, load_digits_raw
 
 DATA = Path(__file__).resolve().parents[1] / "data"

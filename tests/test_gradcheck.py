@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from bnkit.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
 

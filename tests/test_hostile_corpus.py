@@ -8,6 +8,7 @@ import os
 
 import nbformat
 import pytest
+
 from conftest import KIT_ROOT
 from corpus.hostile import CORPUS, build_corpus
 from coursekit.grade import grade
@@ -38,7 +39,7 @@ def graded_corpus(tmp_path_factory):
     os.environ["BNKIT_CELL_TIMEOUT"] = "20"  # the longest NumPy-notebook cell takes a few seconds
     os.environ.pop("BNKIT_DB_URL", None)
     try:
-        release()
+        release(release_root=runtime.parent / "release")
         build_corpus()
         statuses = grade(workers=2, memory_limit_mb=2048, show_progress=False)
         yield {

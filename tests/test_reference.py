@@ -3,6 +3,7 @@ loops, numerical gradients and Keras itself (float64 layer, GradientTape)."""
 
 import numpy as np
 import pytest
+
 from bn_grader import reference
 from bnkit.gradcheck import eval_numerical_gradient_array, rel_error
 

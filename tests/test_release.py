@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import ASSIGNMENT_SOURCE, GRADER_DIR, KIT_ROOT
 from coursekit.release import release_differences
 

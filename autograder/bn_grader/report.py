@@ -38,6 +38,10 @@ class Report:
         self.items.append(item)
         tag = "[PASS]" if item.passed else "[FAIL]"
         line = f"{tag} {label}" + (f": {detail}" if detail and not item.passed else "")
+        if mistake_id and not item.passed and f"[{mistake_id}]" not in line:
+            # A stable tag the class report counts (the NumPy checks already print
+            # "Likely mistake [id]: cause"; the others explain in words only).
+            line += f" [mistake: {mistake_id}]"
         print(line, file=self.stream or sys.stdout)
         return item.passed
 

@@ -51,7 +51,9 @@ class CheckContext:
                 with np.errstate(all="ignore"):
                     return function(*args)
             except NotImplementedError:
-                raise StudentError(f"{name} is not implemented yet (it raised NotImplementedError)") from None
+                raise StudentError(
+                    f"{name} is not implemented yet (it raised NotImplementedError)"
+                ) from None
             except Exception as error:  # noqa: BLE001  any student failure is reported, not raised
                 message = str(error).splitlines()[0][:200] if str(error) else ""
                 raise StudentError(f"{name} raised {type(error).__name__}: {message}") from None

@@ -13,6 +13,7 @@ Keras notebook of every entry is "notebook missing".
 from dataclasses import dataclass, field
 
 import nbformat
+
 from coursekit import status as st
 from coursekit.submissions import apply_edits, reference_notebook, write_submission
 

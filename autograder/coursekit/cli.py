@@ -111,6 +111,7 @@ def cmd_demo(args):
     cmd_grade(args)
     cmd_feedback(args)
     cmd_export(args)
+    cmd_report(args)
     console.print(f"demo finished in {time.monotonic() - started:.0f} s")
 
 

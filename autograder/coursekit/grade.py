@@ -20,6 +20,7 @@ from . import tamper
 from .errors import KitError
 from .gradebook import (
     copy_sqlite,
+    ensure_submissions,
     merge_notebook_grades,
     require_assignment,
     zero_cells,
@@ -199,6 +200,10 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
                 continue
             tasks.append(Task(student, notebook))
 
+    if not course_url.startswith("sqlite:///"):
+        # Workers write straight to a server database; create each submission here first so
+        # two tasks of one student never race to create the same rows.
+        ensure_submissions(course_url, sorted({task.student for task in tasks}))
     lock = threading.Lock()
     columns = [
         TextColumn("grading"),

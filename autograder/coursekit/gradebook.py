@@ -91,6 +91,14 @@ def zero_notebook(course_url, student, notebook, reason):
         course.db.commit()
 
 
+def ensure_submissions(course_url, students):
+    """Create the submission rows of these students (no-op for those that exist)."""
+    with open_gradebook(course_url) as course:
+        for student in students:
+            course.update_or_create_student(student)
+            course.update_or_create_submission(ASSIGNMENT, student)
+
+
 def zero_cells(course_url, student, notebook, grade_ids):
     """Set the automatic score of the given cells to 0 (their score was not the grader's)."""
     with open_gradebook(course_url) as course:

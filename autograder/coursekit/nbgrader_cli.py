@@ -4,12 +4,15 @@ A subprocess (rather than nbgrader's in-process API) keeps a crashing or memory-
 run away from the instructor's command, and lets several run at once.
 """
 
+import re
 import resource
 import subprocess
 import sys
 
 from .errors import KitError
 from .paths import KIT_ROOT, tool_env
+
+EXCEPTION_LINE = re.compile(r"^\s*[\w.]*(Error|Exception): ")
 
 
 def _memory_limiter(limit_bytes):
@@ -62,7 +65,10 @@ def run_nbgrader(
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(result.stdout)
     if check and result.returncode != 0:
-        errors = [line for line in result.stdout.splitlines() if "ERROR" in line or "Error" in line]
-        hint = errors[-1].strip() if errors else result.stdout.strip().splitlines()[-1:]
+        lines = result.stdout.splitlines()
+        # The exception line of nbgrader's traceback says what went wrong; its final "ERROR"
+        # line only says "see the above traceback".
+        causes = [line.strip() for line in lines if EXCEPTION_LINE.match(line)]
+        hint = causes[-1] if causes else (lines[-1].strip() if lines else "no output")
         raise KitError(f"nbgrader {args[0]} failed (exit {result.returncode}): {hint}")
     return result.returncode, result.stdout

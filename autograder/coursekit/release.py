@@ -3,6 +3,7 @@
 import filecmp
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,15 +13,37 @@ from .paths import ASSIGNMENT, RELEASE_DIR, SOURCE_DIR
 from .preflight import require_writable_runtime
 
 
-def release(assignment=ASSIGNMENT):
-    """Run ``nbgrader generate_assignment`` into ``assignments/<assignment>``.
+def release(assignment=ASSIGNMENT, release_root=None):
+    """Run ``nbgrader generate_assignment`` and install the result as ``assignments/<assignment>``.
 
-    Also records the assignment's cells in the gradebook (which grading needs).
+    Also records the assignment's cells in the gradebook (which grading needs). nbgrader deletes
+    its output folder when generation fails, so it writes into a temporary folder first and the
+    committed release is replaced only after a success.
+
+    Args:
+        release_root: leave the release under this folder instead of ``assignments/``
+            (tests use it so they never touch the committed release).
+
+    Returns:
+        Path of the released assignment folder.
     """
     check_assignment_name(assignment)
     require_writable_runtime()  # nbgrader won't create the gradebook's folder itself
-    run_nbgrader(["generate_assignment", assignment, "--force"])
-    return RELEASE_DIR
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "release"
+        run_nbgrader(
+            [
+                "generate_assignment",
+                assignment,
+                "--force",
+                f"--CourseDirectory.release_directory={staging}",
+            ]
+        )
+        target = (release_root or RELEASE_DIR.parent) / assignment
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(staging / assignment, target)
+    return target
 
 
 def check_assignment_name(assignment):

@@ -8,6 +8,7 @@ student who typed the reference answer into the release would submit, metadata a
 import shutil
 
 import nbformat
+
 from bn_grader.samples import all_samples
 
 from .errors import KitError
