@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +31,24 @@ def isolated_runtime(tmp_path, monkeypatch):
     monkeypatch.setenv("BNKIT_RUNTIME", str(runtime))
     monkeypatch.delenv("BNKIT_DB_URL", raising=False)
     return runtime
+
+
+def auto_points(notebook):
+    """{grade_id: points} of the auto-graded (code) grade cells of a source notebook.
+
+    Expected scores in the end-to-end tests come from here: the notebook's own metadata.
+    """
+    nb = nbformat.read(ASSIGNMENT_SOURCE / f"{notebook}.ipynb", as_version=4)
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"]["points"])
+        for cell in nb.cells
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade")
+    }
+
+
+def runtime_env(monkeypatch, runtime, **extra):
+    """Point the kit at a private runtime folder (and SQLite gradebook) for one test scope."""
+    monkeypatch.setenv("BNKIT_RUNTIME", str(runtime))
+    monkeypatch.delenv("BNKIT_DB_URL", raising=False)
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)

@@ -4,41 +4,24 @@ The corpus and its expectations live in autograder/corpus/hostile.py. It is grad
 parallel run with a short cell timeout (so the endless loop costs seconds) and a memory limit.
 """
 
-import os
-
-import nbformat
 import pytest
 
-from conftest import KIT_ROOT
+from conftest import auto_points, runtime_env
 from corpus.hostile import CORPUS, build_corpus
 from coursekit.grade import grade
 from coursekit.gradebook import cell_scores
 from coursekit.paths import db_url
 from coursekit.release import release
 
-SOURCE = KIT_ROOT / "solutions" / "batchnorm"
 NOTEBOOK_FILES = {"bn_numpy": "bn_numpy.ipynb", "bn_keras": "bn_keras.ipynb"}
-
-
-def auto_points(notebook):
-    nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
-    return {
-        cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"]["points"])
-        for cell in nb.cells
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade")
-    }
 
 
 @pytest.fixture(scope="module")
 def graded_corpus(tmp_path_factory):
     runtime = tmp_path_factory.mktemp("hostile") / "runtime"
-    saved = {
-        key: os.environ.get(key) for key in ("BNKIT_RUNTIME", "BNKIT_DB_URL", "BNKIT_CELL_TIMEOUT")
-    }
-    os.environ["BNKIT_RUNTIME"] = str(runtime)
-    os.environ["BNKIT_CELL_TIMEOUT"] = "20"  # the longest NumPy-notebook cell takes a few seconds
-    os.environ.pop("BNKIT_DB_URL", None)
-    try:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        # The longest NumPy-notebook cell takes a few seconds; the endless loop costs 20.
+        runtime_env(monkeypatch, runtime, BNKIT_CELL_TIMEOUT="20")
         release(release_root=runtime.parent / "release")
         build_corpus()
         statuses = grade(workers=2, memory_limit_mb=2048, show_progress=False)
@@ -46,12 +29,6 @@ def graded_corpus(tmp_path_factory):
             "statuses": {(s.student, s.notebook): s for s in statuses},
             "scores": cell_scores(db_url()),
         }
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def auto_scores(graded_corpus, student, notebook):

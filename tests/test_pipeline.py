@@ -7,14 +7,12 @@ points exactly on the cells its catalogue entry names.
 """
 
 import csv
-import os
 import re
 
-import nbformat
 import pytest
 
 from bn_grader.samples import all_samples
-from conftest import KIT_ROOT
+from conftest import auto_points, runtime_env
 from coursekit import status as st
 from coursekit.export import export_csv
 from coursekit.feedback import generate_feedback
@@ -22,20 +20,16 @@ from coursekit.grade import grade
 from coursekit.gradebook import cell_scores, open_gradebook
 from coursekit.paths import db_url, feedback_dir
 from coursekit.release import release
-from coursekit.submissions import REFERENCE, UNTOUCHED, build_samples, write_submission
+from coursekit.submissions import (
+    REFERENCE,
+    UNTOUCHED,
+    apply_edits,
+    build_samples,
+    reference_notebook,
+    write_submission,
+)
 
-SOURCE = KIT_ROOT / "solutions" / "batchnorm"
 NOTEBOOKS = ("bn_numpy", "bn_keras")
-
-
-def auto_points(notebook):
-    """{grade_id: points} of the auto-graded (code) cells, read from the source notebook."""
-    nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
-    return {
-        cell.metadata["nbgrader"]["grade_id"]: float(cell.metadata["nbgrader"]["points"])
-        for cell in nb.cells
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade")
-    }
 
 
 def chosen_samples():
@@ -49,15 +43,11 @@ def chosen_samples():
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     runtime = tmp_path_factory.mktemp("pipeline") / "runtime"
-    saved = {key: os.environ.get(key) for key in ("BNKIT_RUNTIME", "BNKIT_DB_URL")}
-    os.environ["BNKIT_RUNTIME"] = str(runtime)
-    os.environ.pop("BNKIT_DB_URL", None)
-    try:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        runtime_env(monkeypatch, runtime)
         release(release_root=runtime.parent / "release")
         build_samples(include_mistakes=False)
         samples = chosen_samples()
-        from coursekit.submissions import apply_edits, reference_notebook
-
         for sample in samples:
             notebook = apply_edits(reference_notebook(sample.notebook), sample.edits, sample.name)
             write_submission(sample.name, {sample.notebook: notebook})
@@ -73,12 +63,6 @@ def graded(tmp_path_factory):
             "csv": csv_path,
             "samples": samples,
         }
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_every_notebook_has_a_status(graded):

@@ -13,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import KIT_ROOT
+from conftest import auto_points
 from corpus.hostile import UNBIASED_EDIT
 from coursekit import status as st
 from coursekit.grade import grade
@@ -145,12 +144,7 @@ def test_parallel_grading_into_postgresql(postgres_url, tmp_path, monkeypatch):
         ("pg-reference", "bn_numpy.ipynb"): st.GRADED,
         ("pg-unbiased", "bn_numpy.ipynb"): st.GRADED,
     }
-    source = nbformat.read(KIT_ROOT / "solutions" / "batchnorm" / "bn_numpy.ipynb", as_version=4)
-    points = {
-        c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-        for c in source.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
-    }
+    points = auto_points("bn_numpy")
     scores = cell_scores(postgres_url)  # read back from the server, not from a local file
     reference = {
         cell: score for cell, (score, _, auto) in scores["pg-reference"]["bn_numpy"].items() if auto
