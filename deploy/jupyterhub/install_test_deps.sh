@@ -4,7 +4,7 @@
 #   - configurable-http-proxy from npm into deploy/jupyterhub/node (project-local),
 #   - Debian's chromium for the browser check, when running as root and it is missing.
 # Whatever cannot be installed is reported and skipped: the tests then skip with the reason.
-# Exit status is 0 unless the venv itself is missing.
+# Exit status is 0 whatever happens: CI goes on and the tests report what is missing.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -14,8 +14,8 @@ CHP_VERSION="5.3.0"
 say() { printf 'install_test_deps: %s\n' "$*"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
-    say "no Python venv at $VENV (create it with the course requirements first)"
-    exit 1
+    say "WARNING: no Python venv at $VENV (run make venv first); nothing installed, the hub tests will skip"
+    exit 0
 fi
 
 # 1. Python packages (pip does nothing when the pins are already installed).

@@ -338,6 +338,17 @@ class Hub:
             time.sleep(1)
         raise RuntimeError(f"server of {name} not ready after {timeout} s:\n{self.log_tail()}")
 
+    def stop_server(self, name, timeout=60):
+        """Stop the user's default server, if running, and wait until the hub says it is gone."""
+        if "" not in self.api("GET", f"/users/{name}").get("servers", {}):
+            return
+        self.api("DELETE", f"/users/{name}/server", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while "" in self.api("GET", f"/users/{name}").get("servers", {}):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server of {name} still running after {timeout} s")
+            time.sleep(0.5)
+
     def start_server(self, name):
         self.server_pids.setdefault(name, None)
         self.api("POST", f"/users/{name}/server", timeout=120)

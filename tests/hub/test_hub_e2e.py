@@ -199,7 +199,7 @@ def test_round_trip_through_the_hub(released):
         for path in ("formgrader", f"formgrader/api/assignment/{ASSIGNMENT}"):
             response = hub.user_request(student, "GET", path, owner=owner)
             assert response.status_code in (403, 404), (owner, path, response.status_code)
-    own = hub.user_request(instructor, "GET", "formgrader")
+    own = hub.user_request(instructor, "GET", "formgrader", allow_redirects=True)
     assert own.status_code == 200 and "formgrader" in own.text.lower()
 
     # Unix permissions: other students' submissions and the grader-only code stay closed.
@@ -243,6 +243,7 @@ def test_student_cannot_switch_formgrader_back_on(released):
             {"ServerApp": {"jpserver_extensions": {"nbgrader.server_extensions.formgrader": True}}}
         )
     )
+    hub.stop_server(student)  # servers read their config when they start
     hub.start_server(student)
     response = hub.user_request(student, "GET", "formgrader")
     assert response.status_code == 404, response.status_code
