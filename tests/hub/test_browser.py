@@ -66,7 +66,12 @@ def test_student_fetches_and_opens_notebook_in_jupyterlab(released, chromium):
 
         # Nbgrader > Assignment List, then Fetch on the released assignment.
         page.get_by_role("menuitem", name="Nbgrader").click()
-        page.get_by_role("menuitem", name="Assignment List").click()
+        assignment_list = page.get_by_role("menuitem", name="Assignment List")
+        assignment_list.wait_for()
+        # The student's menu has no formgrader, course list or "create assignment".
+        for hidden in ("Formgrader", "Course List", "Create assignment"):
+            assert page.get_by_role("menuitem", name=hidden).count() == 0, hidden
+        assignment_list.click()
         released_list = page.locator("#released_assignments_list")
         released_list.get_by_text(ASSIGNMENT).wait_for()
         released_list.get_by_role("button", name="Fetch").click()
