@@ -51,3 +51,16 @@ def test_unknown_command_lists_the_verbs(tmp_path):
     code, out = run_kit("autograde", runtime=tmp_path / "rt")
     assert code == 2  # argparse's usage error
     assert "release" in out and "grade" in out
+
+
+def test_missing_course_kernel_is_named(monkeypatch):
+    from coursekit import preflight
+    from coursekit.errors import KitError
+
+    monkeypatch.setattr(preflight, "COURSE_KERNEL", "bn-course-not-installed")
+    try:
+        preflight.require_course_kernel()
+    except KitError as error:
+        assert "bn-course-not-installed" in str(error) and "ipykernel install" in str(error)
+    else:
+        raise AssertionError("a missing kernel must raise KitError")

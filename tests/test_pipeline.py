@@ -188,3 +188,27 @@ def test_score_lines_are_signed_in_autograded_notebooks(graded):
     path = graded["runtime"] / "autograded" / REFERENCE / "batchnorm" / "bn_numpy.ipynb"
     text = path.read_text()
     assert re.search(r"\[grader\] \S+ [0-9.]+ [0-9a-f]{32}", text)
+
+
+def test_class_report_counts_failures_and_names_mistakes(graded):
+    import io
+
+    from rich.console import Console
+
+    from coursekit.class_report import summarise, write_report
+
+    summaries, totals = summarise()
+    by_cell = {(item.notebook, item.cell): item for item in summaries}
+    for sample in graded["samples"]:
+        notebook = sample.notebook.removesuffix(".ipynb")
+        for cell in sample.affected_cells:
+            assert by_cell[(notebook, cell)].failure_rate > 0
+        named = set()
+        for cell in sample.affected_cells:
+            named |= set(by_cell[(notebook, cell)].mistakes)
+        assert sample.mistake_id in named, sample.name
+    assert totals[REFERENCE] == sum(sum(auto_points(nb).values()) for nb in NOTEBOOKS)
+    output = io.StringIO()
+    png = write_report(Console(file=output, width=200))
+    assert png.exists() and png.stat().st_size > 10_000
+    assert "students failing" in output.getvalue()

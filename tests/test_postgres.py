@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import auto_points
-from corpus.hostile import UNBIASED_EDIT
+from corpus.hostile import UNBIASED
 from coursekit import status as st
 from coursekit.grade import grade
 from coursekit.gradebook import cell_scores
@@ -133,7 +133,7 @@ def test_parallel_grading_into_postgresql(postgres_url, tmp_path, monkeypatch):
         "pg-unbiased",
         {
             "bn_numpy.ipynb": apply_edits(
-                reference_notebook("bn_numpy.ipynb"), [UNBIASED_EDIT], "pg-unbiased"
+                reference_notebook("bn_numpy.ipynb"), UNBIASED.edits, "pg-unbiased"
             )
         },
     )

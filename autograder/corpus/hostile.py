@@ -19,8 +19,17 @@ from coursekit.submissions import apply_edits, reference_notebook, write_submiss
 
 NUMPY = "bn_numpy.ipynb"
 KERAS = "bn_keras.ipynb"
-# The honest twin of the NumPy-patching cheat: one classic mistake (unbiased variance).
-UNBIASED_EDIT = ("batchnorm_forward", "var = x.var(axis=0)", "var = x.var(axis=0, ddof=1)")
+
+
+def _catalogue_sample(name):
+    """A mistake sample of the catalogue (bn_grader.samples_numpy), with its expectations."""
+    from bn_grader.samples import all_samples
+
+    return next(sample for sample in all_samples() if sample.name == name)
+
+
+# The honest twin of the NumPy-patching cheat: one classic mistake, as the catalogue writes it.
+UNBIASED = _catalogue_sample("np-unbiased-var")
 
 
 @dataclass(frozen=True)
@@ -213,16 +222,13 @@ CORPUS = [
     HostileSubmission(
         "hostile-honest-twin",
         "one classic mistake (unbiased variance), nothing else",
-        _with_edits(UNBIASED_EDIT),
-        # ddof=1 changes the normalised output and the running variance written back.
-        Expectation(
-            st.GRADED, lost_cells=frozenset({"test_forward_train", "test_forward_running"})
-        ),
+        _with_edits(*UNBIASED.edits),
+        Expectation(st.GRADED, lost_cells=UNBIASED.affected_cells),
     ),
     HostileSubmission(
         "hostile-patched-numpy",
         "the same mistake, plus np.allclose / np.testing / np.abs replaced",
-        _with_edits(UNBIASED_EDIT, mutate=_append("batchnorm_forward", _PATCH_NUMPY)),
+        _with_edits(*UNBIASED.edits, mutate=_append("batchnorm_forward", _PATCH_NUMPY)),
         Expectation(st.GRADED, flagged=True, same_as="hostile-honest-twin"),
     ),
     HostileSubmission(

@@ -1,7 +1,8 @@
 """Grade every submission, several notebooks at once, and record a status for each.
 
-Each (student, notebook) is one task: ``nbgrader autograde --student S --notebook N`` run in a
-private folder against a private copy of the SQLite gradebook, under a memory limit. The parent
+Each (student, notebook) is one task: nbgrader's autograde for that student and notebook, run
+by a long-lived worker process (:mod:`coursekit.worker`) in a private folder against a private
+copy of the SQLite gradebook, under a memory limit. The parent
 then copies the result into the course gradebook (serialised, through nbgrader's API) and the
 autograded notebook into ``autograded/``. A crashed or killed task therefore cannot corrupt the
 gradebook or touch any other student's grades, and its status says what happened.
@@ -26,13 +27,20 @@ from .gradebook import (
     zero_cells,
     zero_notebook,
 )
-from .nbgrader_cli import run_nbgrader
-from .paths import ASSIGNMENT, NOTEBOOKS, autograded_dir, db_url, runtime_dir, submitted_dir
+from .paths import (
+    ASSIGNMENT,
+    NOTEBOOKS,
+    autograded_dir,
+    db_url,
+    runtime_dir,
+    submitted_dir,
+    tool_env,
+)
 from .preflight import require_course_kernel, require_writable_runtime
+from .worker import WorkerPool
 
 STATUS_CSV = "status.csv"
 DEFAULT_MEMORY_LIMIT_MB = 6144  # TensorFlow alone maps about 2-3 GB of address space
-TASK_TIMEOUT_S = 1800  # safety net above nbgrader's per-cell timeout
 
 
 @dataclass
@@ -67,7 +75,7 @@ def list_students(requested=None):
     return present
 
 
-def _run_task(task, course_url, lock, memory_limit_mb):
+def _run_task(task, course_url, lock, pool):
     """Grade one notebook of one student in a private folder; return what the parent needs."""
     work = runtime_dir() / "work" / task.key
     shutil.rmtree(work, ignore_errors=True)
@@ -86,32 +94,17 @@ def _run_task(task, course_url, lock, memory_limit_mb):
             worker_url = copy_sqlite(course_url, work / "gradebook.db")
     else:
         worker_url = course_url  # a server database serialises concurrent writers itself
-    code, log = run_nbgrader(
-        [
-            "autograde",
-            ASSIGNMENT,
-            "--student",
-            task.student,
-            "--notebook",
-            task.notebook.removesuffix(".ipynb"),
-            "--force",
-            f"--CourseDirectory.submitted_directory={work / 'submitted'}",
-            f"--CourseDirectory.autograded_directory={work / 'autograded'}",
-        ],
-        env_extra={"BNKIT_DB_URL": worker_url, "BNKIT_GRADING_KEY_FILE": str(key_file)},
-        log_path=work / "autograde.log",
-        check=False,
-        memory_limit_bytes=memory_limit_mb * 1024 * 1024,
-        timeout=TASK_TIMEOUT_S,
+    success, log = pool.autograde(
+        task.student,
+        task.notebook.removesuffix(".ipynb"),
+        str(work / "submitted"),
+        str(work / "autograded"),
+        worker_url,
+        str(key_file),
     )
+    (work / "autograde.log").write_text(log)
     graded_folder = work / "autograded" / task.student / ASSIGNMENT
-    if code == -9:
-        status, detail = (
-            st.TIMED_OUT,
-            f"grading took longer than {TASK_TIMEOUT_S} s and was stopped",
-        )
-    else:
-        status, detail = st.classify(code, log, graded_folder / task.notebook)
+    status, detail = st.classify(0 if success else 1, log, graded_folder / task.notebook)
     unverified, flags = [], []
     if (graded_folder / task.notebook).exists():
         unverified, flags = tamper.inspect_notebook(graded_folder / task.notebook, key)
@@ -212,13 +205,14 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
     ]
+    workers_pool = WorkerPool(workers, tool_env(), memory_limit_mb * 1024 * 1024)
     with (
         Progress(*columns, disable=not show_progress) as progress,
-        ThreadPoolExecutor(workers) as pool,
+        ThreadPoolExecutor(workers) as threads,
     ):
         bar = progress.add_task("", total=len(tasks))
         futures = [
-            pool.submit(_run_task, task, course_url, lock, memory_limit_mb) for task in tasks
+            threads.submit(_run_task, task, course_url, lock, workers_pool) for task in tasks
         ]
         for future in as_completed(futures):
             task, worker_url, graded_folder, outcome, unverified = future.result()
@@ -229,6 +223,7 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
                 bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"
             )
 
+    workers_pool.shutdown()
     status_path = runtime_dir() / STATUS_CSV
     kept = [item for item in st.read_status_csv(status_path) if item.student not in students]
     st.write_status_csv(status_path, kept + statuses)

@@ -7,7 +7,7 @@ Manual scores are never touched, and as in nbgrader's own SaveAutoGrades a cell 
 has a manual score is flagged for review again.
 """
 
-import shutil
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -47,9 +47,17 @@ def require_assignment(url, assignment=ASSIGNMENT):
 
 
 def copy_sqlite(url, destination):
-    """Copy a SQLite gradebook file so a worker can grade against a private copy."""
-    source = url.removeprefix("sqlite:///")
-    shutil.copyfile(source, destination)
+    """Snapshot a SQLite gradebook so a worker can grade against a private copy.
+
+    SQLite's backup API gives a consistent copy even while the parent writes to the source.
+    """
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(destination)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
     return f"sqlite:///{destination}"
 
 

@@ -1,11 +1,10 @@
-"""Run nbgrader commands as subprocesses with the kit's configuration and environment.
+"""Run one-off nbgrader commands (generate_assignment, generate_feedback) as subprocesses.
 
-A subprocess (rather than nbgrader's in-process API) keeps a crashing or memory-hungry grading
-run away from the instructor's command, and lets several run at once.
+Grading itself goes through :mod:`coursekit.worker`; the commands here run once per pipeline
+step, so a fresh process with the kit's environment is the simple, robust choice.
 """
 
 import re
-import resource
 import subprocess
 import sys
 
@@ -15,55 +14,26 @@ from .paths import KIT_ROOT, tool_env
 EXCEPTION_LINE = re.compile(r"^\s*[\w.]*(Error|Exception): ")
 
 
-def _memory_limiter(limit_bytes):
-    """A ``preexec_fn`` capping the address space of nbgrader and the kernels it starts."""
-
-    def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
-    return apply
-
-
-def run_nbgrader(
-    args, env_extra=None, log_path=None, check=True, memory_limit_bytes=None, timeout=None
-):
+def run_nbgrader(args, env_extra=None, check=True):
     """Run ``nbgrader <args>`` in the kit root.
 
     Args:
         args: list of str, e.g. ``["generate_assignment", "batchnorm", "--force"]``.
-        env_extra: environment variables to add (e.g. a worker's own ``BNKIT_DB_URL``).
-        log_path: where to write nbgrader's combined output; kept for the instructor.
-        check: raise :class:`KitError` on a non-zero exit.
-        memory_limit_bytes: address-space limit inherited by the grading kernels, so that a
-            memory bomb ends in a MemoryError instead of taking the machine down.
-        timeout: seconds after which the whole command is killed (exit code -9).
+        env_extra: environment variables to add (e.g. a private ``BNKIT_DB_URL``).
+        check: raise :class:`KitError` on a non-zero exit, naming nbgrader's exception.
 
     Returns:
         (exit code, combined output text).
     """
-    command = [sys.executable, "-m", "nbgrader", *args]
-    try:
-        result = subprocess.run(
-            command,
-            cwd=KIT_ROOT,
-            env=tool_env(env_extra),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            preexec_fn=_memory_limiter(memory_limit_bytes) if memory_limit_bytes else None,
-            timeout=timeout,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired as expired:
-        output = expired.stdout or ""
-        output = output.decode(errors="replace") if isinstance(output, bytes) else output
-        result = subprocess.CompletedProcess(
-            command, -9, output + "\nTimeout: the whole command was killed"
-        )
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(result.stdout)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=KIT_ROOT,
+        env=tool_env(env_extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
     if check and result.returncode != 0:
         lines = result.stdout.splitlines()
         # The exception line of nbgrader's traceback says what went wrong; its final "ERROR"

@@ -1,0 +1,97 @@
+"""Long-lived grading worker processes: nbgrader's autograde, in-process, one task at a time.
+
+Starting ``nbgrader autograde`` as a new command costs about 3.5 s of imports and set-up per call
+(FACTS), as much as grading a small notebook. A worker pays it once: it loads nbgrader and the
+kit's configuration when it starts, then grades task after task through ``NbGraderAPI`` (the API
+the formgrader itself calls repeatedly), each task against its own folders and gradebook copy.
+
+The memory limit is set on the worker process and inherited by every kernel it starts, so a
+memory bomb ends in a MemoryError inside the kernel.
+"""
+
+import copy
+import multiprocessing
+import os
+import resource
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from .paths import ASSIGNMENT
+
+_config = None
+
+
+def _initialise(env, memory_limit_bytes):
+    """Runs once in each worker process."""
+    global _config
+    os.environ.update(env)
+    if memory_limit_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    from .config import load_nbgrader_config
+
+    _config = load_nbgrader_config()
+
+
+def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_file):
+    """Autograde one notebook of one student.
+
+    Args:
+        student: student id. notebook_stem: e.g. ``"bn_numpy"``.
+        submitted, autograded: the task's private submitted/ and autograded/ folders (str).
+        db_url: the gradebook this task writes to. key_file: the signing key for the kernel.
+
+    Returns:
+        (success, log text).
+    """
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = copy.deepcopy(_config)
+    config.CourseDirectory.submitted_directory = submitted
+    config.CourseDirectory.autograded_directory = autograded
+    config.CourseDirectory.db_url = db_url
+    config.CourseDirectory.notebook_id = notebook_stem
+    os.environ["BNKIT_GRADING_KEY_FILE"] = key_file  # inherited by the kernel started next
+    try:
+        api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+        result = api.autograde(ASSIGNMENT, student, force=True, create=True)
+    finally:
+        os.environ.pop("BNKIT_GRADING_KEY_FILE", None)
+    return bool(result.get("success")), (result.get("log") or "") + (result.get("error") or "")
+
+
+class WorkerPool:
+    """A process pool that replaces itself if a worker process dies, so grading goes on."""
+
+    def __init__(self, workers, env, memory_limit_bytes):
+        self._arguments = (workers, env, memory_limit_bytes)
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+
+    def _new_executor(self):
+        workers, env, memory_limit_bytes = self._arguments
+        # "spawn": the parent runs threads (progress bar, task threads), which fork would copy.
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_initialise,
+            initargs=(env, memory_limit_bytes),
+        )
+
+    def autograde(self, *args):
+        """Run :func:`autograde_one` in a worker; one retry on a fresh pool if the pool broke."""
+        for attempt in (1, 2):
+            executor = self._executor
+            try:
+                return executor.submit(autograde_one, *args).result()
+            except BrokenProcessPool:
+                with self._lock:
+                    if self._executor is executor:
+                        self._executor = self._new_executor()
+                if attempt == 2:
+                    return False, "Worker process died (BrokenProcessPool) twice on this task"
+        return False, "unreachable"
+
+    def shutdown(self):
+        self._executor.shutdown(wait=True)
