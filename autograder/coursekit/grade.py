@@ -2,9 +2,9 @@
 
 Each (student, notebook) is one task: nbgrader's autograde for that student and notebook, run
 by a long-lived worker process (:mod:`coursekit.worker`) in a private folder against a private
-copy of the SQLite gradebook, under a memory limit. The parent
-then copies the result into the course gradebook (serialised, through nbgrader's API) and the
-autograded notebook into ``autograded/``. A crashed or killed task therefore cannot corrupt the
+copy of the SQLite gradebook, under a memory limit. The parent then copies the result into the
+course gradebook (serialised, through nbgrader's API) and the autograded notebook into
+``autograded/``. A crashed or killed task therefore cannot corrupt the
 gradebook or touch any other student's grades, and its status says what happened.
 """
 
@@ -206,26 +206,33 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
         TextColumn("{task.description}"),
     ]
     workers_pool = WorkerPool(workers, tool_env(), memory_limit_mb * 1024 * 1024)
-    with (
-        Progress(*columns, disable=not show_progress) as progress,
-        ThreadPoolExecutor(workers) as threads,
-    ):
-        bar = progress.add_task("", total=len(tasks))
-        futures = [
-            threads.submit(_run_task, task, course_url, lock, workers_pool) for task in tasks
+    try:
+        with (
+            Progress(*columns, disable=not show_progress) as progress,
+            ThreadPoolExecutor(workers) as threads,
+        ):
+            bar = progress.add_task("", total=len(tasks))
+            futures = [
+                threads.submit(_run_task, task, course_url, lock, workers_pool) for task in tasks
+            ]
+            for future in as_completed(futures):
+                task, worker_url, graded_folder, outcome, unverified = future.result()
+                with lock:
+                    _record(task, worker_url, graded_folder, outcome, unverified, course_url)
+                statuses.append(outcome)
+                progress.update(
+                    bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"
+                )
+    finally:
+        # Also on Ctrl-C: the grades merged so far are in the gradebook; keep their statuses.
+        workers_pool.shutdown()
+        status_path = runtime_dir() / STATUS_CSV
+        done = {(item.student, item.notebook) for item in statuses}
+        kept = [
+            item
+            for item in st.read_status_csv(status_path)
+            if (item.student, item.notebook) not in done
         ]
-        for future in as_completed(futures):
-            task, worker_url, graded_folder, outcome, unverified = future.result()
-            with lock:
-                _record(task, worker_url, graded_folder, outcome, unverified, course_url)
-            statuses.append(outcome)
-            progress.update(
-                bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"
-            )
-
-    workers_pool.shutdown()
-    status_path = runtime_dir() / STATUS_CSV
-    kept = [item for item in st.read_status_csv(status_path) if item.student not in students]
-    st.write_status_csv(status_path, kept + statuses)
-    shutil.rmtree(runtime_dir() / "work", ignore_errors=True)
+        st.write_status_csv(status_path, kept + statuses)
+        shutil.rmtree(runtime_dir() / "work", ignore_errors=True)
     return statuses

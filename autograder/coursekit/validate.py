@@ -11,6 +11,7 @@ from nbgrader.validator import Validator
 from .config import load_nbgrader_config
 from .paths import NOTEBOOKS, SOURCE_DIR, tool_env
 from .preflight import require_course_kernel
+from .quiet import stderr_to_log
 
 
 def validate_solutions(notebooks=NOTEBOOKS, progress=None):
@@ -26,7 +27,8 @@ def validate_solutions(notebooks=NOTEBOOKS, progress=None):
     validator.ignore_checksums = True  # the source has hidden tests, so checksums differ
     failures = {}
     for name in notebooks:
-        result = validator.validate(str(SOURCE_DIR / name))
+        with stderr_to_log("validate"):
+            result = validator.validate(str(SOURCE_DIR / name))
         failures[name] = [
             cell.get("raw_error") or cell["source"][:200] for cell in result.get("failed", [])
         ]

@@ -29,7 +29,9 @@ def _initialise(env, memory_limit_bytes):
     if memory_limit_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
     from .config import load_nbgrader_config
+    from .quiet import redirect_stderr_to_log
 
+    redirect_stderr_to_log(f"worker-{os.getpid()}")
     _config = load_nbgrader_config()
 
 
