@@ -80,7 +80,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	@for script in bench/*.py; do echo "== $$script"; PYTHONPATH=autograder $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py bench/run_*.py; do echo "== $$script"; PYTHONPATH=autograder $(BIN)/python $$script || exit 1; done
 
 clean-runtime:
 	rm -rf autograder/runtime dist

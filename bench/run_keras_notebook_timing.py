@@ -12,35 +12,12 @@ Usage: .venv/bin/python bench/run_keras_notebook_timing.py [notebook] [--repeats
 import argparse
 import os
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+from notebook_run import cell_seconds, execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 90.0
-
-
-def _seconds(execution):
-    start = datetime.fromisoformat(execution["iopub.execute_input"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(execution["shell.execute_reply"].replace("Z", "+00:00"))
-    return (end - start).total_seconds()
-
-
-def run_once(path):
-    """Execute the notebook; return (wall seconds, executed notebook)."""
-    notebook = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="bn-course",
-        timeout=300,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    return time.perf_counter() - start, notebook
 
 
 def summarise(notebook):
@@ -56,7 +33,7 @@ def summarise(notebook):
             continue
         meta = cell.metadata.get("nbgrader", {})
         name = meta.get("grade_id") or f"cell {number}"
-        seconds = _seconds(cell.metadata["execution"]) if "execution" in cell.metadata else 0.0
+        seconds = cell_seconds(cell.metadata["execution"]) if "execution" in cell.metadata else 0.0
         bucket = "setup (import tensorflow)" if name == "setup" else part
         parts[bucket] = parts.get(bucket, 0.0) + seconds
         cells.append((seconds, name))
@@ -94,7 +71,7 @@ def main():
 
     walls, failed = [], False
     for repeat in range(args.repeats):
-        wall, notebook = run_once(path)
+        wall, notebook = execute_notebook(path)
         walls.append(wall)
         parts, cells, earned, possible, problems, devices = summarise(notebook)
         print(f"\nrun {repeat + 1}/{args.repeats}: {path.name} on {os.cpu_count()} CPUs")

@@ -9,20 +9,11 @@ Usage: .venv/bin/python bench/run_notebook_timing.py [notebook]
 
 import os
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+from notebook_run import cell_seconds, execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _seconds(execution):
-    start = datetime.fromisoformat(execution["iopub.execute_input"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(execution["shell.execute_reply"].replace("Z", "+00:00"))
-    return (end - start).total_seconds()
 
 
 def main():
@@ -36,16 +27,7 @@ def main():
     )
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    notebook = nbformat.read(str(path), as_version=4)
-    client = NotebookClient(
-        notebook,
-        kernel_name="bn-course",
-        timeout=300,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    start = time.perf_counter()
-    client.execute()
-    wall = time.perf_counter() - start
+    wall, notebook = execute_notebook(path)
     cells, problems, earned, possible = [], [], 0.0, 0.0
     for number, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
@@ -53,7 +35,7 @@ def main():
         meta = cell.metadata.get("nbgrader", {})
         name = meta.get("grade_id") or f"cell {number}"
         if "execution" in cell.metadata:
-            cells.append((_seconds(cell.metadata["execution"]), name))
+            cells.append((cell_seconds(cell.metadata["execution"]), name))
         for output in cell.outputs:
             if output.output_type == "error":
                 problems.append(f"{name}: {output.ename}")
