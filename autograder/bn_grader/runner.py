@@ -73,8 +73,12 @@ def check(check_id, namespace=None):
     if namespace is None:
         namespace = sys._getframe(1).f_globals
     guard = sys.modules.get("bn_grader.guard")  # present only in grading kernels
+    tampered = guard.restore_grader() if guard else []
     with guard.pristine_numpy() if guard else contextlib.nullcontext([]) as replaced:
         score = _run_check(check_id, namespace)
+    if tampered:
+        shown = ", ".join(tampered[:5]) + (" ..." if len(tampered) > 5 else "")
+        print(f"[FLAG] the notebook changed the grader ({shown}); the grader's own code ran")
     if replaced:
         shown = ", ".join(replaced[:5]) + (" ..." if len(replaced) > 5 else "")
         print(f"[FLAG] the notebook replaced {shown}; the grader used the original NumPy")

@@ -147,6 +147,13 @@ numpy.testing.assert_allclose = lambda *args, **kwargs: None
 numpy.abs = lambda value: 0 * numpy.asarray(value)
 """
 
+_PATCH_GRADER_INTERNALS = """
+import bn_grader.checks_numpy, bn_grader.compare, bn_grader.report
+bn_grader.compare.mismatch = lambda *args, **kwargs: None  # every comparison "matches"
+bn_grader.checks_numpy.mismatch = bn_grader.compare.mismatch
+bn_grader.report.Report.score = lambda self: self.points  # and full marks whatever happened
+"""
+
 _REDEFINE_CHECK = """
 def check(*args, **kwargs):
     return 3
@@ -229,6 +236,12 @@ CORPUS = [
         "hostile-patched-numpy",
         "the same mistake, plus np.allclose / np.testing / np.abs replaced",
         _with_edits(*UNBIASED.edits, mutate=_append("batchnorm_forward", _PATCH_NUMPY)),
+        Expectation(st.GRADED, flagged=True, same_as="hostile-honest-twin"),
+    ),
+    HostileSubmission(
+        "hostile-patched-grader-internals",
+        "the same mistake, plus the grader's comparison and scoring replaced",
+        _with_edits(*UNBIASED.edits, mutate=_append("batchnorm_forward", _PATCH_GRADER_INTERNALS)),
         Expectation(st.GRADED, flagged=True, same_as="hostile-honest-twin"),
     ),
     HostileSubmission(
