@@ -75,7 +75,7 @@ def list_students(requested=None):
     return present
 
 
-def _run_task(task, course_url, lock, pool):
+def _run_task(task, course_url, lock, pool, memory_limit_mb):
     """Grade one notebook of one student in a private folder; return what the parent needs."""
     work = runtime_dir() / "work" / task.key
     shutil.rmtree(work, ignore_errors=True)
@@ -94,17 +94,22 @@ def _run_task(task, course_url, lock, pool):
             worker_url = copy_sqlite(course_url, work / "gradebook.db")
     else:
         worker_url = course_url  # a server database serialises concurrent writers itself
-    success, log = pool.autograde(
+    success, log, peak_mb = pool.autograde(
         task.student,
         task.notebook.removesuffix(".ipynb"),
         str(work / "submitted"),
         str(work / "autograded"),
         worker_url,
         str(key_file),
+        str(work / "kernel.stderr.log"),
     )
     (work / "autograde.log").write_text(log)
     graded_folder = work / "autograded" / task.student / ASSIGNMENT
-    status, detail = st.classify(0 if success else 1, log, graded_folder / task.notebook)
+    kernel_stderr = (work / "kernel.stderr.log").read_text(errors="replace")
+    near_limit = peak_mb is not None and peak_mb >= 0.8 * memory_limit_mb
+    status, detail = st.classify(
+        0 if success else 1, log, graded_folder / task.notebook, kernel_stderr, near_limit
+    )
     unverified, flags = [], []
     if (graded_folder / task.notebook).exists():
         unverified, flags = tamper.inspect_notebook(graded_folder / task.notebook, key)
@@ -122,9 +127,10 @@ def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
     destination = autograded_dir() / task.student / ASSIGNMENT
     logs = runtime_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_file = graded_folder.parents[2] / "autograde.log"
-    if log_file.exists():
-        shutil.copy2(log_file, logs / f"{task.key}.log")
+    for name, suffix in (("autograde.log", ".log"), ("kernel.stderr.log", ".kernel-stderr.log")):
+        kept = graded_folder.parents[2] / name
+        if kept.exists():
+            shutil.copy2(kept, logs / f"{task.key}{suffix}")
     if (graded_folder / task.notebook).exists():
         if worker_url != course_url:
             merge_notebook_grades(
@@ -213,7 +219,8 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
         ):
             bar = progress.add_task("", total=len(tasks))
             futures = [
-                threads.submit(_run_task, task, course_url, lock, workers_pool) for task in tasks
+                threads.submit(_run_task, task, course_url, lock, workers_pool, memory_limit_mb)
+                for task in tasks
             ]
             for future in as_completed(futures):
                 task, worker_url, graded_folder, outcome, unverified = future.result()

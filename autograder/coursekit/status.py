@@ -43,36 +43,55 @@ def readable(path):
     return True, ""
 
 
-def classify(exit_code, log_text, autograded_path):
+# What a kernel writes to its C-level stderr when it dies because an allocation failed under the
+# grading memory limit (in whichever thread hit the limit first).
+MEMORY_SIGNS = (
+    "MemoryError",
+    "bad_alloc",
+    "Cannot allocate memory",
+    "out of memory",
+    "can't start new thread",
+)
+
+
+def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory_limit=False):
     """Decide the status of one executed notebook.
 
     Args:
         exit_code: nbgrader autograde's exit code for this notebook.
         log_text: its combined output.
         autograded_path: where the autograded notebook should be (Path).
+        kernel_stderr: what the kernel wrote to its C-level stderr.
+        near_memory_limit: the kernel's peak resident memory came close to the grading limit.
+            (When the limit is hit, the allocation that fails may be in any thread of the
+            kernel; outside the main Python thread that kills the kernel instead of raising
+            MemoryError, sometimes without a word on stderr.)
 
     Returns:
         (status, detail).
     """
     if "DeadKernelError" in log_text or "Kernel died" in log_text:
-        if "MemoryError" in log_text or "Cannot allocate memory" in log_text:
-            return OUT_OF_MEMORY, "the kernel died while allocating memory"
-        return (
-            KERNEL_DIED,
-            "the kernel stopped while running the notebook (crash, os._exit or memory)",
-        )
+        said_memory = any(sign in log_text or sign in kernel_stderr for sign in MEMORY_SIGNS)
+        if near_memory_limit or said_memory:
+            return (
+                OUT_OF_MEMORY,
+                "the kernel died when an allocation failed under the grading memory limit",
+            )
+        return KERNEL_DIED, "the kernel stopped while running the notebook (a crash or os._exit)"
     if exit_code != 0 or not autograded_path.exists():
-        last = [line for line in log_text.splitlines() if "ERROR" in line]
-        return GRADER_FAILED, (
-            last[-1].strip()[:200] if last else f"nbgrader exit code {exit_code}"
-        )
+        causes = [
+            line.strip() for line in log_text.splitlines() if "Error" in line or "ERROR" in line
+        ]
+        return GRADER_FAILED, (causes[-1][:200] if causes else f"nbgrader exit code {exit_code}")
     errors = error_names(autograded_path)
     if "MemoryError" in errors:
         return (
             OUT_OF_MEMORY,
             "a cell ran out of memory (MemoryError) under the grading memory limit",
         )
-    if "Timeout" in log_text and ("CellTimeoutError" in log_text or "execute reply" in log_text):
+    # nbclient interrupts a cell that runs past the timeout; the cell then shows the interrupt
+    # (KeyboardInterrupt) or nbgrader's CellTimeoutError, and the log says why.
+    if "CellTimeoutError" in errors or "Timeout waiting for execute reply" in log_text:
         return TIMED_OUT, "a cell ran past the execution timeout and was interrupted"
     return GRADED, ""
 

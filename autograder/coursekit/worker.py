@@ -35,16 +35,20 @@ def _initialise(env, memory_limit_bytes):
     _config = load_nbgrader_config()
 
 
-def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_file):
+def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_file, stderr_log):
     """Autograde one notebook of one student.
 
     Args:
         student: student id. notebook_stem: e.g. ``"bn_numpy"``.
         submitted, autograded: the task's private submitted/ and autograded/ folders (str).
         db_url: the gradebook this task writes to. key_file: the signing key for the kernel.
+        stderr_log: file that receives the kernel's C-level stderr (kept to tell a kernel that
+            died of memory exhaustion from one that crashed otherwise).
 
     Returns:
-        (success, log text).
+        (success, log text, peak memory of the kernel in MB or None). The peak is the largest
+        resident size of this worker's finished children when this task's kernel set a new
+        record, so a kernel that died near the memory limit can be told from one that crashed.
     """
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -55,12 +59,18 @@ def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_fil
     config.CourseDirectory.db_url = db_url
     config.CourseDirectory.notebook_id = notebook_stem
     os.environ["BNKIT_GRADING_KEY_FILE"] = key_file  # inherited by the kernel started next
+    with open(stderr_log, "a") as log:
+        os.dup2(log.fileno(), 2)  # the kernel started next inherits this descriptor
+    peak_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
     try:
         api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
         result = api.autograde(ASSIGNMENT, student, force=True, create=True)
     finally:
         os.environ.pop("BNKIT_GRADING_KEY_FILE", None)
-    return bool(result.get("success")), (result.get("log") or "") + (result.get("error") or "")
+    peak_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak_mb = peak_after / 1024 if peak_after > peak_before else None
+    log = (result.get("log") or "") + (result.get("error") or "")
+    return bool(result.get("success")), log, peak_mb
 
 
 class WorkerPool:
@@ -92,8 +102,8 @@ class WorkerPool:
                     if self._executor is executor:
                         self._executor = self._new_executor()
                 if attempt == 2:
-                    return False, "Worker process died (BrokenProcessPool) twice on this task"
-        return False, "unreachable"
+                    return False, "Worker process died (BrokenProcessPool) twice on this task", None
+        return False, "unreachable", None
 
     def shutdown(self):
         self._executor.shutdown(wait=True)
