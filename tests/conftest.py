@@ -46,6 +46,12 @@ def auto_points(notebook):
     }
 
 
+def auto_scores(scores, student, notebook):
+    """{grade_id: score} of the auto-graded cells, from ``coursekit.gradebook.cell_scores``."""
+    cells = scores.get(student, {}).get(notebook, {})
+    return {cell: score for cell, (score, _, is_auto) in cells.items() if is_auto}
+
+
 def runtime_env(monkeypatch, runtime, **extra):
     """Point the kit at a private runtime folder (and SQLite gradebook) for one test scope."""
     monkeypatch.setenv("BNKIT_RUNTIME", str(runtime))

@@ -6,7 +6,7 @@ parallel run with a short cell timeout (so the endless loop costs seconds) and a
 
 import pytest
 
-from conftest import auto_points, runtime_env
+from conftest import auto_points, auto_scores, runtime_env
 from corpus.hostile import CORPUS, build_corpus
 from coursekit.grade import grade
 from coursekit.gradebook import cell_scores
@@ -31,22 +31,17 @@ def graded_corpus(tmp_path_factory):
         }
 
 
-def auto_scores(graded_corpus, student, notebook):
-    cells = graded_corpus["scores"].get(student, {}).get(notebook, {})
-    return {cell: score for cell, (score, _, is_auto) in cells.items() if is_auto}
-
-
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry.name for entry in CORPUS])
 def test_hostile_submission(graded_corpus, entry):
     for notebook, expectation in (("bn_numpy", entry.numpy), ("bn_keras", entry.keras)):
         outcome = graded_corpus["statuses"][(entry.name, NOTEBOOK_FILES[notebook])]
         assert outcome.status == expectation.status, f"{notebook}: {outcome.detail} {outcome.flags}"
         assert bool(outcome.flags) == expectation.flagged, f"{notebook} flags: {outcome.flags!r}"
-        got = auto_scores(graded_corpus, entry.name, notebook)
+        got = auto_scores(graded_corpus["scores"], entry.name, notebook)
         maximum = auto_points(notebook)
         assert set(got) == set(maximum), f"{notebook}: every auto-graded cell has a score"
         if expectation.same_as:
-            assert got == auto_scores(graded_corpus, expectation.same_as, notebook)
+            assert got == auto_scores(graded_corpus["scores"], expectation.same_as, notebook)
             assert sum(got.values()) < sum(maximum.values())
         elif expectation.all_zero:
             assert got == {cell: 0.0 for cell in maximum}

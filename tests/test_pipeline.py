@@ -12,7 +12,7 @@ import re
 import pytest
 
 from bn_grader.samples import all_samples
-from conftest import auto_points, runtime_env
+from conftest import auto_points, auto_scores, runtime_env
 from coursekit import status as st
 from coursekit.export import export_csv
 from coursekit.feedback import generate_feedback
@@ -80,22 +80,14 @@ def test_every_notebook_has_a_status(graded):
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_reference_earns_every_auto_graded_point(graded, notebook):
     expected = auto_points(notebook)
-    got = {
-        cell: score
-        for cell, (score, _, is_auto) in graded["scores"][REFERENCE][notebook].items()
-        if is_auto
-    }
+    got = auto_scores(graded["scores"], REFERENCE, notebook)
     assert got == expected
     assert sum(expected.values()) > 0
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_untouched_release_earns_nothing(graded, notebook):
-    got = {
-        cell: score
-        for cell, (score, _, is_auto) in graded["scores"][UNTOUCHED][notebook].items()
-        if is_auto
-    }
+    got = auto_scores(graded["scores"], UNTOUCHED, notebook)
     assert got == {cell: 0.0 for cell in auto_points(notebook)}
 
 
@@ -104,11 +96,7 @@ def test_mistake_samples_lose_points_only_where_expected(graded):
     for sample in graded["samples"]:
         notebook = sample.notebook.removesuffix(".ipynb")
         maximum = auto_points(notebook)
-        got = {
-            cell: score
-            for cell, (score, _, is_auto) in graded["scores"][sample.name][notebook].items()
-            if is_auto
-        }
+        got = auto_scores(graded["scores"], sample.name, notebook)
         for cell, points in maximum.items():
             if cell in sample.affected_cells:
                 assert got[cell] < points, f"{sample.name}: {cell} should lose points"
@@ -175,9 +163,7 @@ def test_regrading_one_student_keeps_everyone_elses_grades_and_manual_scores(gra
         if student not in (REFERENCE, UNTOUCHED):
             assert after[student] == before[student]
     for notebook in NOTEBOOKS:
-        for cell, (score, _, is_auto) in before[REFERENCE][notebook].items():
-            if is_auto:
-                assert after[REFERENCE][notebook][cell][0] == score
+        assert auto_scores(after, REFERENCE, notebook) == auto_scores(before, REFERENCE, notebook)
     if manual_cell:
         assert after[REFERENCE]["bn_numpy"][manual_cell][0] == 1.0
     statuses = {row["student_id"] for row in csv.DictReader(open(graded["runtime"] / "status.csv"))}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import auto_points
+from conftest import auto_points, auto_scores
 from corpus.hostile import UNBIASED
 from coursekit import status as st
 from coursekit.grade import grade
@@ -146,13 +146,9 @@ def test_parallel_grading_into_postgresql(postgres_url, tmp_path, monkeypatch):
     }
     points = auto_points("bn_numpy")
     scores = cell_scores(postgres_url)  # read back from the server, not from a local file
-    reference = {
-        cell: score for cell, (score, _, auto) in scores["pg-reference"]["bn_numpy"].items() if auto
-    }
+    reference = auto_scores(scores, "pg-reference", "bn_numpy")
     assert reference == points
-    unbiased = {
-        cell: score for cell, (score, _, auto) in scores["pg-unbiased"]["bn_numpy"].items() if auto
-    }
+    unbiased = auto_scores(scores, "pg-unbiased", "bn_numpy")
     assert unbiased["test_forward_train"] < points["test_forward_train"]
     assert sum(unbiased.values()) < sum(points.values())
     assert not (tmp_path / "runtime" / "gradebook.db").exists()  # nothing fell back to SQLite

@@ -9,16 +9,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-import matplotlib
+import nbformat
+from matplotlib.figure import Figure  # no pyplot: a file only, works without a display
+from rich.table import Table
 
-matplotlib.use("Agg")  # files only; the command may run on a server without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from . import status as st  # noqa: E402
-from .gradebook import cell_scores  # noqa: E402
-from .paths import ASSIGNMENT, autograded_dir, db_url, runtime_dir  # noqa: E402
+from . import status as st
+from .gradebook import cell_scores
+from .paths import ASSIGNMENT, autograded_dir, db_url, runtime_dir
 
 # The two ways a check names a mistake: "Likely mistake [id]: ..." or "... [mistake: id]".
 MISTAKE_TAG = re.compile(r"(?:Likely mistake \[|\[mistake: )([\w-]+)\]")
@@ -128,9 +125,8 @@ def write_report(console):
 
     out_dir = runtime_dir() / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure, (histogram, bars) = plt.subplots(
-        1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 2]}
-    )
+    figure = Figure(figsize=(13, 5))
+    histogram, bars = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
     histogram.hist(list(totals.values()), bins=min(20, max(5, len(totals))), color="#4C72B0")
     histogram.set_title("Total auto-graded score per student")
     histogram.set_xlabel("points")
@@ -144,6 +140,5 @@ def write_report(console):
     figure.tight_layout()
     png = out_dir / "class_report.png"
     figure.savefig(png, dpi=100)
-    plt.close(figure)
     console.print(f"report written to {png}")
     return png

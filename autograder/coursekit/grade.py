@@ -49,8 +49,13 @@ class Task:
     notebook: str
 
     @property
+    def stem(self):
+        """The notebook's name without ``.ipynb``, as nbgrader and the gradebook name it."""
+        return self.notebook.removesuffix(".ipynb")
+
+    @property
     def key(self):
-        return f"{self.student}__{self.notebook.removesuffix('.ipynb')}"
+        return f"{self.student}__{self.stem}"
 
 
 def list_students(requested=None):
@@ -96,7 +101,7 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb):
         worker_url = course_url  # a server database serialises concurrent writers itself
     success, log, peak_mb = pool.autograde(
         task.student,
-        task.notebook.removesuffix(".ipynb"),
+        task.stem,
         str(work / "submitted"),
         str(work / "autograded"),
         worker_url,
@@ -133,11 +138,9 @@ def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
             shutil.copy2(kept, logs / f"{task.key}{suffix}")
     if (graded_folder / task.notebook).exists():
         if worker_url != course_url:
-            merge_notebook_grades(
-                worker_url, course_url, task.student, task.notebook.removesuffix(".ipynb")
-            )
+            merge_notebook_grades(worker_url, course_url, task.student, task.stem)
         if unverified:
-            zero_cells(course_url, task.student, task.notebook.removesuffix(".ipynb"), unverified)
+            zero_cells(course_url, task.student, task.stem, unverified)
         destination.mkdir(parents=True, exist_ok=True)
         for item in graded_folder.iterdir():
             target = destination / item.name
@@ -149,7 +152,7 @@ def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
         zero_notebook(
             course_url,
             task.student,
-            task.notebook.removesuffix(".ipynb"),
+            task.stem,
             f"Not graded: {outcome.status}. {outcome.detail}",
         )
         (destination / task.notebook).unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 import filecmp
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,7 +105,3 @@ def compare_trees(fresh, committed):
         if not same:
             problems.append(f"out of date: {name} (run `make release`)")
     return problems
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(os.linesep.join(release_differences()) or "in sync")

@@ -93,7 +93,7 @@ class WorkerPool:
 
     def autograde(self, *args):
         """Run :func:`autograde_one` in a worker; one retry on a fresh pool if the pool broke."""
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             executor = self._executor
             try:
                 return executor.submit(autograde_one, *args).result()
@@ -101,9 +101,7 @@ class WorkerPool:
                 with self._lock:
                     if self._executor is executor:
                         self._executor = self._new_executor()
-                if attempt == 2:
-                    return False, "Worker process died (BrokenProcessPool) twice on this task", None
-        return False, "unreachable", None
+        return False, "Worker process died (BrokenProcessPool) twice on this task", None
 
     def shutdown(self):
         self._executor.shutdown(wait=True)
