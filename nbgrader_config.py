@@ -5,20 +5,43 @@ Folders: notebooks are authored in ``solutions/`` (nbgrader's source step) and r
 git-ignored runtime folder, ``autograder/runtime/`` unless ``BNKIT_RUNTIME`` says otherwise.
 The gradebook is SQLite there unless ``BNKIT_DB_URL`` gives another SQLAlchemy URL
 (for example ``postgresql://user@host/gradebook``).
+
+Grading (every route: ``coursekit grade``, ``nbgrader autograde``, the formgrader's button) runs
+the notebook with ``bn_grader.executor.SandboxedExecute`` (kernel in bubblewrap, hidden checks in
+this process) and scores it with ``bn_grader.ledger.LedgerScores`` (auto scores from the
+checks' ledger only). ``BNKIT_SANDBOX=0`` grades without the sandbox (``coursekit grade
+--no-sandbox`` sets it); the checks still run outside the kernel.
 """
 
 import os
+import sys
 from pathlib import Path
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+)
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
 
 KIT_ROOT = Path(__file__).resolve().parent
 GRADER_PATH = KIT_ROOT / "autograder"
+SOURCE_PATH = KIT_ROOT / "solutions" / "batchnorm"
 RUNTIME = Path(os.environ.get("BNKIT_RUNTIME", GRADER_PATH / "runtime")).resolve()
 COURSE_KERNEL = "bn-course"
+
+# The grading side (this process only, never a kernel): the checks, and the kit's own copy of
+# the message format (bnkit.wire) from the source folder, never a student's copy.
+for _path in (str(SOURCE_PATH), str(GRADER_PATH)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+from bn_grader.executor import SandboxedExecute  # noqa: E402
+from bn_grader.ledger import LedgerScores  # noqa: E402
 
 c.CourseDirectory.root = str(KIT_ROOT)
 c.CourseDirectory.course_id = "bn-course"
@@ -48,12 +71,22 @@ c.Execute.kernel_name = COURSE_KERNEL
 c.Execute.timeout = int(os.environ.get("BNKIT_CELL_TIMEOUT", "300"))
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
-# Before any student cell runs, the grading kernel loads the grader's guard (NumPy snapshot,
-# signing key); see autograder/bn_grader/guard.py.
-c.Execute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.exec_lines=import bn_grader.guard",
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    LedgerScores,
+    AssignLatePenalties,
+    CheckCellMetadata,
 ]
+c.SandboxedExecute.sandbox = os.environ.get("BNKIT_SANDBOX", "1") != "0"
+# Hidden from grading kernels: the kit (grader, model answers, venv unless mounted back
+# read-only), the runtime folder (submissions, gradebook, secret) wherever it is.
+c.SandboxedExecute.hidden_paths = [str(KIT_ROOT), str(RUNTIME)]
+c.SandboxedExecute.source_notebooks = str(SOURCE_PATH)
+c.SandboxedExecute.secret_file = str(RUNTIME / "grading.secret")
 # Solution cells end with their own `raise NotImplementedError("<function name>")` after
 # END SOLUTION, so the stub needs no second raise.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
@@ -62,15 +95,5 @@ c.OverwriteCells.add_missing_cells = True
 # Feedback must not show the hidden tests.
 c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
 
-# Grader-only code (autograder/bn_grader) must be importable by grading kernels, which
-# inherit this process's environment; it is never copied into the release.
-_pythonpath = [str(GRADER_PATH)] + [
-    p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
-]
-os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(_pythonpath))
-# Any stderr output in a grade cell scores it 0: silence TensorFlow's start-up lines and
-# Python warnings in grading kernels.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("PYTHONWARNINGS", "ignore")
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Grading kernels get an environment built from nothing (bn_grader.sandbox.default_rights),
+# with TensorFlow and Python warnings silenced: any stderr in a grade cell scores it 0.

@@ -1,12 +1,12 @@
 """What a student sees from a graded check: one ``[PASS]``/``[FAIL]`` line per item, a score.
 
-Lines go to stdout only (stderr in a grade cell scores it 0 in nbgrader). They say what was
+The grader collects the lines and sends them to the kernel's stub, which prints them under the
+grade cell (stdout only: stderr in a grade cell scores it 0 in nbgrader). They say what was
 checked, what was expected, what was received and the likely cause; they never show hidden
 input values, grader source or a traceback.
 """
 
 import math
-import sys
 from dataclasses import dataclass, field
 
 
@@ -31,7 +31,7 @@ class Report:
     check_id: str
     points: float
     items: list[Item] = field(default_factory=list)
-    stream: object = None
+    lines: list[str] = field(default_factory=list)
 
     def add(self, label, passed, detail="", mistake_id=None):
         item = Item(label, bool(passed), detail, mistake_id)
@@ -42,7 +42,7 @@ class Report:
             # A stable tag the class report counts (the NumPy checks already print
             # "Likely mistake [id]: cause"; the others explain in words only).
             line += f" [mistake: {mistake_id}]"
-        print(line, file=self.stream or sys.stdout)
+        self.lines.append(line)
         return item.passed
 
     def passed(self, label):

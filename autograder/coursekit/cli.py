@@ -62,8 +62,16 @@ def cmd_grade(args):
     from .grade import grade
 
     _step(f"grade: autograde with {args.workers or 'all-core'} workers")
+    if args.no_sandbox:
+        console.print(
+            "[yellow]warning:[/yellow] grading without the sandbox: student code can read and "
+            "write whatever this user can; every notebook is marked 'unsandboxed'"
+        )
     statuses = grade(
-        args.student or None, workers=args.workers, memory_limit_mb=args.memory_limit_mb
+        args.student or None,
+        workers=args.workers,
+        memory_limit_mb=args.memory_limit_mb,
+        sandbox=not args.no_sandbox,
     )
     problems = [s for s in statuses if s.status != "graded"]
     console.print(f"graded {len(statuses)} notebooks, {len(problems)} with a problem")
@@ -147,6 +155,11 @@ def build_parser():
     )
     parser.add_argument(
         "--core-only", action="store_true", help="samples: only reference and untouched"
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="grade: run kernels without bubblewrap (warns; notebooks marked 'unsandboxed')",
     )
     return parser
 

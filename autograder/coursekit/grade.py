@@ -2,10 +2,12 @@
 
 Each (student, notebook) is one task: nbgrader's autograde for that student and notebook, run
 by a long-lived worker process (:mod:`coursekit.worker`) in a private folder against a private
-copy of the SQLite gradebook, under a memory limit. The parent then copies the result into the
-course gradebook (serialised, through nbgrader's API) and the autograded notebook into
-``autograded/``. A crashed or killed task therefore cannot corrupt the
-gradebook or touch any other student's grades, and its status says what happened.
+copy of the SQLite gradebook, under a memory limit. nbgrader's pipeline there runs the kit's
+executor (kernel in bubblewrap, hidden checks in the worker) and takes auto scores from the
+checks' ledger (nbgrader_config.py). The parent then copies the result into the course
+gradebook (serialised, through nbgrader's API) and the autograded notebook into
+``autograded/``. A crashed or killed task therefore cannot corrupt the gradebook or touch any
+other student's grades, and its status says what happened.
 """
 
 import os
@@ -16,15 +18,16 @@ from dataclasses import dataclass
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bn_grader.sandbox import INSTALL_HINT, bwrap_path
+
 from . import status as st
-from . import tamper
 from .errors import KitError
+from .flags import notebook_flags
 from .gradebook import (
     copy_sqlite,
     ensure_submissions,
     merge_notebook_grades,
     require_assignment,
-    zero_cells,
     zero_notebook,
 )
 from .paths import (
@@ -80,7 +83,7 @@ def list_students(requested=None):
     return present
 
 
-def _run_task(task, course_url, lock, pool, memory_limit_mb):
+def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
     """Grade one notebook of one student in a private folder; return what the parent needs."""
     work = runtime_dir() / "work" / task.key
     shutil.rmtree(work, ignore_errors=True)
@@ -90,10 +93,6 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb):
     shutil.copy2(source / task.notebook, staged / task.notebook)
     if (source / "timestamp.txt").exists():
         shutil.copy2(source / "timestamp.txt", staged / "timestamp.txt")
-    key = tamper.new_key()
-    key_file = work / "grading.key"  # read and deleted by the kernel's guard at start-up
-    key_file.write_bytes(key)
-    key_file.chmod(0o600)
     if course_url.startswith("sqlite:///"):
         with lock:  # don't copy the gradebook while the parent writes to it
             worker_url = copy_sqlite(course_url, work / "gradebook.db")
@@ -105,7 +104,6 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb):
         str(work / "submitted"),
         str(work / "autograded"),
         worker_url,
-        str(key_file),
         str(work / "kernel.stderr.log"),
     )
     (work / "autograde.log").write_text(log)
@@ -115,19 +113,25 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb):
     status, detail = st.classify(
         0 if success else 1, log, graded_folder / task.notebook, kernel_stderr, near_limit
     )
-    unverified, flags = [], []
+    flags = []
     if (graded_folder / task.notebook).exists():
-        unverified, flags = tamper.inspect_notebook(graded_folder / task.notebook, key)
+        flags = notebook_flags(graded_folder / task.notebook, task.notebook)
+        unscored = st.unscored_cells(graded_folder / task.notebook)
+        if unscored and status == st.GRADED:
+            detail = f"no check result, scored 0: {', '.join(unscored)}"
+    if not sandboxed:
+        flags.append("unsandboxed")
+        if status == st.GRADED:
+            status = st.UNSANDBOXED
     return (
         task,
         worker_url,
         graded_folder,
         st.NotebookStatus(task.student, task.notebook, status, detail, "; ".join(flags)),
-        unverified,
     )
 
 
-def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
+def _record(task, worker_url, graded_folder, outcome, course_url):
     """Parent side: copy grades and the autograded notebook, or record a zero with its reason."""
     destination = autograded_dir() / task.student / ASSIGNMENT
     logs = runtime_dir() / "logs"
@@ -139,8 +143,6 @@ def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
     if (graded_folder / task.notebook).exists():
         if worker_url != course_url:
             merge_notebook_grades(worker_url, course_url, task.student, task.stem)
-        if unverified:
-            zero_cells(course_url, task.student, task.stem, unverified)
         destination.mkdir(parents=True, exist_ok=True)
         for item in graded_folder.iterdir():
             target = destination / item.name
@@ -158,17 +160,27 @@ def _record(task, worker_url, graded_folder, outcome, unverified, course_url):
         (destination / task.notebook).unlink(missing_ok=True)
 
 
-def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, show_progress=True):
+def grade(
+    students=None,
+    workers=None,
+    memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB,
+    show_progress=True,
+    sandbox=True,
+):
     """Autograde submissions in parallel and write ``status.csv`` in the runtime folder.
 
     Args:
         students: student ids to (re)grade; all submitted students when None.
         workers: parallel grading kernels; default the number of CPU cores.
         memory_limit_mb: address-space limit per grading task.
+        sandbox: run kernels in bubblewrap (stops with how to install it when missing);
+            False grades without it and marks every notebook ``unsandboxed``.
 
     Returns:
         list of :class:`coursekit.status.NotebookStatus` for the graded students.
     """
+    if sandbox and not bwrap_path():
+        raise KitError(INSTALL_HINT)
     require_writable_runtime()
     require_course_kernel()
     course_url = db_url()
@@ -214,7 +226,8 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
     ]
-    workers_pool = WorkerPool(workers, tool_env(), memory_limit_mb * 1024 * 1024)
+    env = tool_env({"BNKIT_SANDBOX": "1" if sandbox else "0"})
+    workers_pool = WorkerPool(workers, env, memory_limit_mb * 1024 * 1024)
     try:
         with (
             Progress(*columns, disable=not show_progress) as progress,
@@ -222,13 +235,15 @@ def grade(students=None, workers=None, memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB, 
         ):
             bar = progress.add_task("", total=len(tasks))
             futures = [
-                threads.submit(_run_task, task, course_url, lock, workers_pool, memory_limit_mb)
+                threads.submit(
+                    _run_task, task, course_url, lock, workers_pool, memory_limit_mb, sandbox
+                )
                 for task in tasks
             ]
             for future in as_completed(futures):
-                task, worker_url, graded_folder, outcome, unverified = future.result()
+                task, worker_url, graded_folder, outcome = future.result()
                 with lock:
-                    _record(task, worker_url, graded_folder, outcome, unverified, course_url)
+                    _record(task, worker_url, graded_folder, outcome, course_url)
                 statuses.append(outcome)
                 progress.update(
                     bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"

@@ -107,15 +107,6 @@ def ensure_submissions(course_url, students):
             course.update_or_create_submission(ASSIGNMENT, student)
 
 
-def zero_cells(course_url, student, notebook, grade_ids):
-    """Set the automatic score of the given cells to 0 (their score was not the grader's)."""
-    with open_gradebook(course_url) as course:
-        for grade_id in grade_ids:
-            grade = course.find_grade(grade_id, notebook, ASSIGNMENT, student)
-            grade.auto_score = 0.0
-        course.db.commit()
-
-
 def cell_scores(url, students=None):
     """Scores per student and notebook cell.
 

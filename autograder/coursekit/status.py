@@ -16,6 +16,7 @@ TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 OUT_OF_MEMORY = "out of memory"
 GRADER_FAILED = "grading failed"
+UNSANDBOXED = "unsandboxed"  # graded, but with --no-sandbox: the kernel could see the machine
 
 # Statuses that mean the points recorded are not the student's real result.
 PROBLEMS = (MISSING, UNREADABLE, TIMED_OUT, KERNEL_DIED, OUT_OF_MEMORY, GRADER_FAILED)
@@ -94,6 +95,14 @@ def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory
     if "CellTimeoutError" in errors or "Timeout waiting for execute reply" in log_text:
         return TIMED_OUT, "a cell ran past the execution timeout and was interrupted"
     return GRADED, ""
+
+
+def unscored_cells(path):
+    """Grade cells of an autograded notebook that got no check result (scored 0)."""
+    from bn_grader.ledger import METADATA_KEY
+
+    notebook = nbformat.read(path, as_version=4)
+    return list(notebook.metadata.get(METADATA_KEY, {}).get("unscored", []))
 
 
 def error_names(path):

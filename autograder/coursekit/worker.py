@@ -35,13 +35,13 @@ def _initialise(env, memory_limit_bytes):
     _config = load_nbgrader_config()
 
 
-def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_file, stderr_log):
+def autograde_one(student, notebook_stem, submitted, autograded, db_url, stderr_log):
     """Autograde one notebook of one student.
 
     Args:
         student: student id. notebook_stem: e.g. ``"bn_numpy"``.
         submitted, autograded: the task's private submitted/ and autograded/ folders (str).
-        db_url: the gradebook this task writes to. key_file: the signing key for the kernel.
+        db_url: the gradebook this task writes to.
         stderr_log: file that receives the kernel's C-level stderr (kept to tell a kernel that
             died of memory exhaustion from one that crashed otherwise).
 
@@ -58,15 +58,11 @@ def autograde_one(student, notebook_stem, submitted, autograded, db_url, key_fil
     config.CourseDirectory.autograded_directory = autograded
     config.CourseDirectory.db_url = db_url
     config.CourseDirectory.notebook_id = notebook_stem
-    os.environ["BNKIT_GRADING_KEY_FILE"] = key_file  # inherited by the kernel started next
     with open(stderr_log, "a") as log:
         os.dup2(log.fileno(), 2)  # the kernel started next inherits this descriptor
     peak_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    try:
-        api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
-        result = api.autograde(ASSIGNMENT, student, force=True, create=True)
-    finally:
-        os.environ.pop("BNKIT_GRADING_KEY_FILE", None)
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    result = api.autograde(ASSIGNMENT, student, force=True, create=True)
     peak_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak_mb = peak_after / 1024 if peak_after > peak_before else None
     log = (result.get("log") or "") + (result.get("error") or "")
