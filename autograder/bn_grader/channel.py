@@ -8,7 +8,6 @@ with a plain reason, and which the executor records as a flag.
 """
 
 import secrets
-import socket
 import threading
 import time
 
