@@ -15,7 +15,8 @@ import numpy as np
 
 from . import cases, reference
 from .compare import mismatch
-from .mistakes import diagnose, explain
+from .diagnose import Finding, properties
+from .mistakes import diagnosis, explain, explain_finding
 from .registry import register
 from .runner import StudentError
 
@@ -46,16 +47,30 @@ def _shape(array):
 
 
 def _item(
-    ctx, label, got, ref, kind, quantity, case, dtype=np.float64, expect_dtype=None, note=None
+    ctx, label, got, ref, kind, quantity, case, dtype=np.float64, expect_dtype=None, forward=None
 ):
-    """Compare one quantity, record a PASS or a FAIL that names the mistake."""
+    """Compare one quantity, record a PASS or a FAIL that names the mistake.
+
+    ``forward``: for a gradient, what is wrong with the student's own forward pass on the same
+    input (a :class:`~bn_grader.diagnose.Finding`, with no ids when it is wrong without a name),
+    or None when it is right. The gradients go through that forward's cache, so its mistake is
+    the one to name; it is never attached to a result that is not even an array of the right
+    shape (a backward that returns None has its own problem).
+    """
     reason = mismatch(got, ref, dtype, expect_dtype)
     if reason is None:
         return ctx.report.add(label, True)
-    mistake_id = diagnose(kind, quantity, got, ref, case, dtype, expect_dtype)
-    if mistake_id is None and note is not None:
-        mistake_id = note
-    return ctx.report.add(label, False, explain(reason, mistake_id), mistake_id=mistake_id)
+    finding = diagnosis(kind, quantity, got, ref, case, dtype, expect_dtype)
+    right_shape = isinstance(got, np.ndarray) and got.shape == np.shape(ref)
+    own = finding is not None and finding.ids[0] in ("wrong-shape", "float32-promoted")
+    if forward is not None and right_shape and not own:
+        reason += f". {forward.computed}"
+        finding = forward if forward.ids else None
+        if finding is not None:
+            finding = type(finding)(finding.ids)
+    fallback = "" if forward is not None else properties(kind, quantity, got, ref, case)
+    detail = explain_finding(reason, finding, fallback)
+    return ctx.report.add(label, False, detail, mistake_id=finding.ids[0] if finding else None)
 
 
 def _fail_all(ctx, labels, error):
@@ -77,31 +92,47 @@ def _dtype(case):
     return case["x"].dtype
 
 
-def _forward_note(ctx, forward, case, kind):
-    """For a backward miss: the mistake of the student's forward on the same input, if any.
+_FORWARDS = {
+    "bn_forward": ("batchnorm_forward", reference.batchnorm_forward),
+    "spatial_forward": ("spatial_batchnorm_forward", reference.spatial_batchnorm_forward),
+    "ln_forward": ("layernorm_forward", reference.layernorm_forward),
+}
+
+
+def _forward_state(ctx, forward, case, kind):
+    """For a backward miss: what is wrong with the student's forward on the same input.
 
     Backward passes are checked through the student's own cache, so a wrong forward pass
     usually makes the gradients wrong too; naming the forward's mistake sends the student
     to the right cell.
+
+    Returns:
+        None when the forward's output is right (or cannot be had), else a Finding whose
+        ``computed`` says so (its ids name the forward's mistake, if one is found).
     """
-    x, gamma, beta, param = _student_inputs(case)
+    name, reference_forward = _FORWARDS[kind]
+    x, gamma, beta, param = _student_inputs_for(case, kind)
     try:
-        out, _ = _pair(
-            ctx.call(forward, x, gamma, beta, param), getattr(forward, "__name__", "forward")
-        )
+        out = ctx.call(forward, x, gamma, beta, param)
+        out, _ = _pair(out, name)
     except StudentError:
         return None
-    if kind == "bn_forward":
-        ref = reference.batchnorm_forward(case["x"], case["gamma"], case["beta"], case["bn_param"])[
-            0
-        ]
-    else:
-        ref = reference.spatial_batchnorm_forward(
-            case["x"], case["gamma"], case["beta"], case["bn_param"]
-        )[0]
-    if mismatch(out, ref, _dtype(case)) is None:
-        return None
-    return diagnose(kind, "out", out, ref, case, _dtype(case))
+    ref = reference_forward(case["x"], case["gamma"], case["beta"], _param_of(case, kind))[0]
+    if mismatch(out, ref, _dtype(case)) is not None:
+        found = diagnosis(kind, "out", out, ref, case, _dtype(case))
+        computed = f"Your {name} gives a wrong output on this input too (the gradients go through its cache)"
+        return Finding(found.ids if found else (), computed)
+    return None
+
+
+def _param_of(case, kind):
+    return case["ln_param"] if kind == "ln_forward" else case["bn_param"]
+
+
+def _student_inputs_for(case, kind):
+    if kind == "ln_forward":
+        return case["x"].copy(), case["gamma"].copy(), case["beta"].copy(), dict(case["ln_param"])
+    return _student_inputs(case)
 
 
 # ---------------------------------------------------------------- forward
@@ -321,13 +352,16 @@ def _backward_items(ctx, backward_name, quantities, kind="bn_forward", case_list
             zip(("dx", "dgamma", "dbeta"), reference_backward(case["dout"], ref_cache), strict=True)
         )
         got = dict(zip(("dx", "dgamma", "dbeta"), grads, strict=True))
-        note = None
+        state = "unknown"
         for label, quantity in zip(labels, quantities, strict=True):
             # dx must keep the input dtype (float32 stays float32); dgamma/dbeta are checked for
             # values only, so that one promotion costs points once per backward cell.
             expect = dtype if (quantity == "dx" and dtype == np.float32) else None
-            if mismatch(got[quantity], ref[quantity], dtype, expect) is not None and note is None:
-                note = _forward_note(ctx, forward, case, kind) or False
+            if (
+                mismatch(got[quantity], ref[quantity], dtype, expect) is not None
+                and state == "unknown"
+            ):
+                state = _forward_state(ctx, forward, case, kind)
             _item(
                 ctx,
                 label,
@@ -338,7 +372,7 @@ def _backward_items(ctx, backward_name, quantities, kind="bn_forward", case_list
                 case,
                 dtype,
                 expect,
-                note or None,
+                None if state == "unknown" else state,
             )
 
 
@@ -386,6 +420,8 @@ def spatial_forward(ctx):
             "running_var": param.get("running_var"),
         }
         ref = {"out": ref_out, "running_mean": ref_mean, "running_var": ref_var}
+        # The unbiased variance everywhere or only in the running variance: the output tells.
+        case = dict(case, out_correct=mismatch(out, ref_out, dtype) is None)
         for label, quantity in zip(labels, quantities, strict=True):
             _item(
                 ctx, label, got[quantity], ref[quantity], "spatial_forward", quantity, case, dtype
@@ -481,7 +517,11 @@ def layernorm_backward(ctx):
             case["x"], case["gamma"], case["beta"], case["ln_param"]
         )
         ref = reference.layernorm_backward(case["dout"], ref_cache)
+        state = "unknown"
         for label, quantity, got, expected in zip(
             labels, ("dx", "dgamma", "dbeta"), grads, ref, strict=True
         ):
-            _item(ctx, label, got, expected, "ln_backward", quantity, case)
+            if mismatch(got, expected) is not None and state == "unknown":
+                state = _forward_state(ctx, forward, case, "ln_forward")
+            forward_state = None if state == "unknown" else state
+            _item(ctx, label, got, expected, "ln_backward", quantity, case, forward=forward_state)

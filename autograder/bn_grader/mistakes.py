@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import diagnose as structure
 from .compare import matches
 
 
@@ -247,7 +248,7 @@ MISTAKES = [
     Mistake(
         "unbiased-variance",
         "Keras normalises with the biased batch variance: divide by N, not N - 1 "
-        "(x.var(axis=0), not ddof=1).",
+        "(x.var(axis=0), not ddof=1; with a batch of one, N - 1 = 0 gives NaN).",
         bn={"ddof": 1},
         ln={"ddof": 1},
         out_correct=False,
@@ -581,8 +582,8 @@ MISTAKES = [
     ),
     Mistake(
         "nan-or-inf",
-        "NaN or inf in the result: a feature with zero variance (or a batch of one) makes the "
-        "variance 0; eps inside the square root keeps the division finite.",
+        "NaN or inf in the result: a feature with zero variance makes sqrt(var) zero and the "
+        "division 0 / 0; eps inside the square root keeps it finite: sqrt(var + eps).",
         samples=(
             _sample(
                 "np-eps-missing-nan",
@@ -616,6 +617,78 @@ MISTAKES = [
                 _SB,
             ),
         ),
+    ),
+]
+
+# Mistakes found by the structural diagnosis (diagnose.py); they need no variant of their own.
+MISTAKES += [
+    Mistake(
+        "stats-over-all-elements",
+        "The mean and variance must be per feature, over the batch: x.mean(axis=0) and "
+        "x.var(axis=0) give one value per column; x.mean() without an axis averages every "
+        "element of x into one number.",
+    ),
+    Mistake(
+        "shift-divided-by-std",
+        "Only x - mean is divided by the standard deviation; beta is added afterwards: "
+        "out = gamma * (x - mean) / sqrt(var + eps) + beta (check the parentheses).",
+    ),
+    Mistake(
+        "gamma-beta-swapped",
+        "gamma and beta are swapped: gamma scales the normalised values and beta shifts them, "
+        "out = gamma * x_hat + beta.",
+    ),
+    Mistake(
+        "sqrt-missing",
+        "Divide by the standard deviation sqrt(var + eps), not by the variance var + eps.",
+    ),
+    Mistake(
+        "mean-not-subtracted",
+        "The mean is not subtracted before dividing: x_hat = (x - mean) / sqrt(var + eps).",
+    ),
+    Mistake(
+        "train-uses-running",
+        "Train mode must normalise with the batch's own mean and variance; the running "
+        "statistics are only used in test mode.",
+    ),
+    Mistake(
+        "running-replaced",
+        "The running statistics were replaced by the batch statistics: they are a moving "
+        "average, running = momentum * running + (1 - momentum) * batch_stat.",
+    ),
+    Mistake(
+        "running-var-is-std",
+        "The running variance must be updated with the batch variance, not with the standard "
+        "deviation (x.var(axis=0), not x.std(axis=0)).",
+    ),
+    Mistake(
+        "eps-missing-backward",
+        "The backward pass divides by sqrt(var) without eps: use the same std = sqrt(var + eps) as "
+        "the forward pass (keep it in the cache instead of recomputing it).",
+    ),
+    Mistake(
+        "backward-gamma-missing",
+        "dx misses the factor gamma: the gradient that reaches x_hat is dx_hat = dout * gamma.",
+    ),
+    Mistake(
+        "backward-term-weight",
+        "A term of dx has the wrong factor (the weights above): compare each path with the staged "
+        "derivation, dx = dx_hat / std + dmean / N + dvar * 2 * (x - mean) / N.",
+    ),
+    Mistake(
+        "ln-gamma-outside-sums",
+        "In layer norm gamma varies along the normalised axis, so it cannot be taken out of the "
+        "sums as in Part C: with dx_hat = dout * gamma, dx = (D * dx_hat - sum(dx_hat) - x_hat * "
+        "sum(dx_hat * x_hat)) / (D * std), sums over axis 1.",
+    ),
+    Mistake(
+        "dgamma-uses-x",
+        "dgamma = sum of dout * x_hat (the normalised input) over the batch, not dout * x.",
+    ),
+    Mistake(
+        "params-mean-not-sum",
+        "dgamma and dbeta are sums over the batch, not means: dbeta = dout.sum(axis=0), "
+        "dgamma = (dout * x_hat).sum(axis=0).",
     ),
 ]
 
@@ -673,21 +746,9 @@ def _variant_values(mistake, kind, case):
         )
 
 
-def diagnose(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=None):
-    """Name the catalogued mistake that explains ``got``, or return ``None``.
-
-    Args:
-        kind: "bn_forward", "spatial_forward", "bn_backward", "spatial_backward",
-            "ln_forward" or "ln_backward".
-        quantity: "out", "running_mean", "running_var", "dx", "dgamma" or "dbeta".
-        got: the student's value; ref: the float64 reference value.
-        case: the inputs (x, gamma, beta, bn_param or ln_param, dout) as given to the student.
-        dtype: the inputs' dtype (selects the tolerance).
-    """
-    ref = np.asarray(ref, dtype=np.float64)
-    found = structural(got, ref, quantity, expect_dtype)
-    if found is not None:
-        return found
+def _legacy(kind, quantity, got, ref, case, dtype):
+    """The first catalogued variant ``got`` matches (only where the structural search has no
+    model: NHWC statistics over the wrong axes)."""
     for mistake in MISTAKES:
         if (
             mistake.out_correct is not None
@@ -703,8 +764,83 @@ def diagnose(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=None
     return None
 
 
+def _from_values(kind, quantity, got, ref, case, dtype):
+    """The structural finding for an array of the right shape, else None."""
+    if quantity == "out":
+        found = structure.forward_finding(kind.replace("_backward", "_forward"), got, case, dtype)
+    elif quantity in ("running_mean", "running_var"):
+        found = structure.running_finding(quantity, got, case, dtype)
+    elif quantity == "dx":
+        found = structure.dx_finding(kind, got, case, dtype)
+    else:
+        found = structure.params_finding(kind, quantity, got, case, dtype)
+    if found is None and kind == "spatial_forward":
+        legacy = _legacy(kind, quantity, got, ref, case, dtype)
+        found = structure.Finding((legacy,)) if legacy else None
+    if found is not None and "eps-missing" in found.ids and not np.isfinite(got).all():
+        # A zero-variance feature divided by sqrt(0): the NaN is what the student sees.
+        found = structure.Finding(
+            tuple("nan-or-inf" if i == "eps-missing" else i for i in found.ids), found.computed
+        )
+    return found
+
+
+def diagnosis(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=None):
+    """What explains ``got``: a :class:`~bn_grader.diagnose.Finding`, or None when unsure.
+
+    Args:
+        kind: "bn_forward", "spatial_forward", "bn_backward", "spatial_backward",
+            "ln_forward" or "ln_backward".
+        quantity: "out", "running_mean", "running_var", "dx", "dgamma" or "dbeta".
+        got: the student's value; ref: the float64 reference value.
+        case: the inputs (x, gamma, beta, bn_param or ln_param, dout) as given to the student.
+        dtype: the inputs' dtype (selects the tolerance).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    if not isinstance(got, np.ndarray) or not np.issubdtype(got.dtype, np.number):
+        return None
+    if got.shape != ref.shape:
+        found = structural(got, ref, quantity)
+        if found == "wrong-shape":
+            inner = got.reshape(ref.shape)
+            if matches(inner, ref, dtype):
+                return structure.Finding(("wrong-shape",))
+            rest = _from_values(kind, quantity, inner, ref, case, dtype)
+            return structure.Finding(("wrong-shape", *(rest.ids if rest else ())))
+        if found == "wrong-axis" and got.size == 1:
+            found = "stats-over-all-elements"
+        return structure.Finding((found,)) if found else None
+    if expect_dtype is not None and got.dtype != np.dtype(expect_dtype) and got.dtype == np.float64:
+        return structure.Finding(("float32-promoted",))
+    return _from_values(kind, quantity, got, ref, case, dtype)
+
+
+def diagnose(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=None):
+    """The id of the most important mistake :func:`diagnosis` finds, or None."""
+    found = diagnosis(kind, quantity, got, ref, case, dtype, expect_dtype)
+    return found.ids[0] if found else None
+
+
 def explain(reason, mistake_id):
     """The detail of a failed item: the comparison, then the named mistake and its cause."""
     if mistake_id is None:
         return reason
     return f"{reason}. Likely mistake [{mistake_id}]: {cause(mistake_id)}"
+
+
+def explain_finding(reason, finding, fallback=""):
+    """The detail of a failed item from a :class:`~bn_grader.diagnose.Finding` (or None).
+
+    Each named mistake reads ``Likely mistake [id]: cause`` (the tag the class report counts);
+    without a finding, ``fallback`` says which property of the result differs.
+    """
+    if finding is None or not finding.ids:
+        return f"{reason}; {fallback}" if fallback else reason
+    text = reason
+    if finding.computed:
+        text += f". Your result matches {finding.computed}"
+    if len(finding.ids) > 1:
+        text += f". {len(finding.ids)} mistakes at once"
+    for mistake_id in finding.ids:
+        text += f". Likely mistake [{mistake_id}]: {cause(mistake_id)}"
+    return text.replace(".. ", ". ")
