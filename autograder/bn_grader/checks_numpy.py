@@ -73,9 +73,21 @@ def _item(
     return ctx.report.add(label, False, detail, mistake_id=finding.ids[0] if finding else None)
 
 
-def _fail_all(ctx, labels, error):
+def _fail_all(ctx, labels, error, case=None):
+    """Fail ``labels`` with the student's error; name a mistake the error itself shows."""
+    message = str(error)
+    mistake_id = None
+    if message.endswith("got NoneType"):
+        mistake_id = "returns-none"
+    elif case is not None and "could not be broadcast together with shapes" in message:
+        # A (D,) statistic met an (N,) one: something was reduced over the features.
+        n, d = case["x"].shape[0], case["x"].shape[-1]
+        if n != d and f"({n},)" in message and f"({d},)" in message:
+            mistake_id = "wrong-axis"
+    if mistake_id:
+        message = explain(message, mistake_id)
     for label in labels:
-        ctx.report.add(label, False, str(error))
+        ctx.report.add(label, False, message, mistake_id=mistake_id)
 
 
 def _student_inputs(case):
@@ -146,7 +158,7 @@ def forward_train(ctx):
         try:
             out, _ = _pair(ctx.call(forward, *_student_inputs(case)), "batchnorm_forward")
         except StudentError as error:
-            _fail_all(ctx, [label], error)
+            _fail_all(ctx, [label], error, case)
             continue
         ref_out = reference.batchnorm_forward(
             case["x"], case["gamma"], case["beta"], case["bn_param"]
@@ -180,7 +192,7 @@ def forward_running(ctx):
                     "batchnorm_forward",
                 )
             except StudentError as error:
-                _fail_all(ctx, labels, error)
+                _fail_all(ctx, labels, error, step_case)
                 break
             ref_out, ref_mean, ref_var, _ = reference.batchnorm_forward(
                 x, case["gamma"], case["beta"], ref_param
@@ -224,7 +236,7 @@ def forward_test(ctx):
         try:
             out, _ = _pair(ctx.call(forward, x, gamma, beta, param), "batchnorm_forward")
         except StudentError as error:
-            _fail_all(ctx, [label, state_label], error)
+            _fail_all(ctx, [label, state_label], error, case)
             continue
         ref_out = reference.batchnorm_forward(
             case["x"], case["gamma"], case["beta"], case["bn_param"]

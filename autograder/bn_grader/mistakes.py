@@ -639,6 +639,16 @@ MISTAKES += [
         "out = gamma * x_hat + beta.",
     ),
     Mistake(
+        "var-not-centred",
+        "The variance is the mean of the squared deviations from the mean: "
+        "((x - mean) ** 2).mean(axis=0); (x ** 2).mean(axis=0) alone is not a variance.",
+    ),
+    Mistake(
+        "returns-none",
+        "The function returned None here: a function without a return statement (or with a "
+        "value left as None) gives None; return the computed array.",
+    ),
+    Mistake(
         "sqrt-missing",
         "Divide by the standard deviation sqrt(var + eps), not by the variance var + eps.",
     ),
@@ -797,6 +807,8 @@ def diagnosis(kind, quantity, got, ref, case, dtype=np.float64, expect_dtype=Non
         dtype: the inputs' dtype (selects the tolerance).
     """
     ref = np.asarray(ref, dtype=np.float64)
+    if got is None:
+        return structure.Finding(("returns-none",))
     if not isinstance(got, np.ndarray) or not np.issubdtype(got.dtype, np.number):
         return None
     if got.shape != ref.shape:
