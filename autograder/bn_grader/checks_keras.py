@@ -122,28 +122,46 @@ def _as_numpy(value):
     return value
 
 
-def _report_array(ctx, label, got, ref, dtype, variants=None, index=0, condition=1.0, probe=None):
-    """Compare one array and add a PASS/FAIL item, naming the mistake when a variant matches."""
+def _report_array(
+    ctx, label, got, ref, dtype, variants=None, index=0, condition=1.0, probe=None, none_id=None
+):
+    """Compare one array and add a PASS/FAIL item, naming the mistakes when a combination of
+    them reproduces the result (``variants``: {id: results} or [(ids, results)]).
+
+    ``none_id``: the mistake a ``None`` result means here (e.g. an unwatched tape's dx).
+    """
     reason = _compare(got, ref, dtype, condition)
     if reason is None:
         return ctx.report.passed(label)
-    mistake_id = None
+    ids = ()
     got_array = _as_numpy(got)
-    if np.dtype(dtype) == np.float64 and getattr(got_array, "dtype", None) == np.float32:
-        mistake_id = "keras-float32-cast"
-    elif variants:
-        mistake_id = mk.name_mistake(got_array, variants, index, dtype)
-        if mistake_id == "keras-training-missing" and probe is not None and probe():
-            mistake_id = "keras-frozen-layer"
-    if mistake_id:
+    if got_array is None and none_id:
+        ids = (none_id,)
+    elif np.dtype(dtype) == np.float64 and getattr(got_array, "dtype", None) == np.float32:
+        ids = ("keras-float32-cast",)
+    elif variants and isinstance(got_array, np.ndarray):
+        ids = mk.name_combination(got_array, mk.as_combinations(variants), index, dtype)
+        if "keras-training-missing" in ids and probe is not None and probe():
+            ids = tuple("keras-frozen-layer" if i == "keras-training-missing" else i for i in ids)
+    return ctx.report.failed(label, _with_causes(reason, ids), mistake_id=ids[0] if ids else None)
+
+
+def _with_causes(reason, ids):
+    """``reason`` followed by each mistake's explanation; ids after the first carry their tag
+    (the report tags the first)."""
+    for number, mistake_id in enumerate(ids):
         reason = f"{reason}. {mk.explain(mistake_id)}"
-    return ctx.report.failed(label, reason, mistake_id=mistake_id)
+        if number:
+            reason += f" [mistake: {mistake_id}]"
+    return reason
 
 
-def _failed_call(ctx, label, error):
+def _failed_call(ctx, label, error, probe=None):
     """Report a student function that raised; name the mistake its message points to."""
     message = str(error)
     mistake_id = mk.mistake_in_error(message)
+    if mistake_id == "keras-tape-not-watching-x" and probe is not None and probe():
+        mistake_id = "keras-frozen-layer"
     if mistake_id:
         message = f"{message}. {mk.explain(mistake_id)}"
     return ctx.report.failed(label, message, mistake_id=mistake_id)
@@ -306,6 +324,13 @@ def make_layer(ctx):
             ctx.report.passed(f"make_keras_bn: {label}")
         else:
             named = mistake_id if got.shape == initial.shape and np.allclose(got, initial) else None
+            other = {"gamma": beta, "beta": gamma}.get(label)
+            if (
+                named is None
+                and other is not None
+                and mismatch(got.astype(np.float64), other) is None
+            ):
+                named = "keras-gamma-beta-swapped"
             ctx.report.failed(
                 f"make_keras_bn: {label}",
                 reason + (f". {mk.explain(named)}" if named else ""),
@@ -320,7 +345,7 @@ def make_layer(ctx):
         got,
         ref,
         np.float64,
-        mk.forward_variants(x, gamma, beta, param),
+        mk.forward_combinations(x, gamma, beta, param),
     )
 
     # float32 with large per-feature offsets: tolerance scaled with the data.
@@ -338,7 +363,7 @@ def make_layer(ctx):
         got,
         ref,
         np.float32,
-        mk.forward_variants(x, gamma, beta, param),
+        mk.forward_combinations(x, gamma, beta, param),
         condition=_condition(x, param["running_var"], param["eps"]) * float(np.abs(gamma).max()),
     )
 
@@ -395,7 +420,7 @@ def forward_train(ctx):
             out,
             ref,
             x.dtype,
-            mk.forward_variants(x, gamma, beta, param),
+            mk.forward_combinations(x, gamma, beta, param),
             condition=condition,
             probe=_probe_frozen(ctx),
         )
@@ -418,7 +443,7 @@ def forward_test(ctx):
             out,
             ref,
             x.dtype,
-            mk.forward_variants(x, gamma, beta, param),
+            mk.forward_combinations(x, gamma, beta, param),
             condition=condition,
         )
         if index == 0:
@@ -426,10 +451,20 @@ def forward_test(ctx):
                 mismatch(_as_numpy(after.get(key)), np.asarray(param[key], np.float64)) is None
                 for key in ("running_mean", "running_var")
             )
+            # Statistics moved in test mode: the layer trained if they are the training step's.
+            _, train_mean, _, _ = reference.batchnorm_forward(
+                x, gamma, beta, param | {"mode": "train"}
+            )
+            trained = mismatch(_as_numpy(after.get("running_mean")), train_mean) is None
+            moved_id = "keras-test-ran-training" if (not unchanged and trained) else None
             ctx.report.add(
                 f"{label}: bn_param running statistics unchanged",
                 unchanged,
-                "test mode must leave bn_param['running_mean'] and ['running_var'] as they were",
+                _with_causes(
+                    "test mode must leave bn_param['running_mean'] and ['running_var'] as they were",
+                    (moved_id,) if moved_id else (),
+                ),
+                mistake_id=moved_id,
             )
 
 
@@ -473,6 +508,15 @@ def moving_stats(ctx):
             ),
             unchanged_id: (start_mean, start_var),
         }
+        # running_var written back wrong; the wrong value is what the next step starts from.
+        copied = _simulate(batches, momentum, start_mean, start_var, write_var=lambda m, v: m)
+        rooted = _simulate(
+            batches, momentum, start_mean, start_var, write_var=lambda m, v: np.sqrt(v)
+        )
+        variants = mk.as_combinations(variants) + [
+            (("keras-moving-variance-written-wrong",), (None, copied[1])),
+            (("keras-moving-variance-written-wrong",), (None, rooted[1])),
+        ]
         for index, key in enumerate(("running_mean", "running_var")):
             got = _as_numpy(param.get(key))
             if dtype == np.float64 and getattr(got, "dtype", None) == np.float32:
@@ -489,18 +533,22 @@ def moving_stats(ctx):
                 got_for_compare,
                 expected[index],
                 dtype,
-                {k: v + (None,) for k, v in variants.items()},
+                [(ids, results + (None,)) for ids, results in variants],
                 index,
                 probe=_probe_frozen(ctx),
             )
 
 
-def _simulate(batches, momentum, running_mean, running_var):
+def _simulate(batches, momentum, running_mean, running_var, write_var=None):
+    """Moving statistics after ``batches``; ``write_var(mean, var)`` is what a student wrote
+    back as the running variance after each step (the next step starts from it)."""
     mean, var = np.array(running_mean, np.float64), np.array(running_var, np.float64)
     for x in batches:
         x = np.asarray(x, np.float64)
         mean = momentum * mean + (1 - momentum) * x.mean(axis=0)
         var = momentum * var + (1 - momentum) * x.var(axis=0)
+        if write_var is not None:
+            var = write_var(mean, var)
     return mean, var
 
 
@@ -530,6 +578,7 @@ def _report_gradients(ctx, label, x, gamma, beta, param, dout, result):
             index,
             condition=condition,
             probe=_probe_frozen(ctx),
+            none_id="keras-tape-not-watching-x" if name == "dx" else None,
         )
 
 
@@ -552,7 +601,7 @@ def gradients(ctx):
         try:
             result = _backward(ctx, x, gamma, beta, param, dout)
         except StudentError as error:
-            _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error)
+            _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error, probe=_probe_frozen(ctx))
             continue
         _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
 
@@ -580,7 +629,7 @@ def nhwc(ctx):
         except StudentError as error:
             _failed_call(ctx, f"{label}: out", error)
             continue
-        variants = mk.forward_variants(x, gamma, beta, param)
+        variants = mk.forward_combinations(x, gamma, beta, param)
         running_var = param["running_var"] if mode == "test" else None
         condition = _condition(x, running_var, param["eps"]) * float(np.abs(gamma).max())
         out_ok = _report_array(
@@ -596,7 +645,7 @@ def nhwc(ctx):
         if mode == "train" and dtype == np.float64:
             # Unchanged statistics with a correct training-mode output: nothing was written back.
             if out_ok:
-                variants.pop("keras-training-missing", None)
+                variants = [v for v in variants if "keras-training-missing" not in v[0]]
             for index, key, expected in (
                 (1, "running_mean", ref_mean),
                 (2, "running_var", ref_var),
@@ -621,7 +670,7 @@ def nhwc(ctx):
     try:
         result = _backward(ctx, x, gamma, beta, param, dout)
     except StudentError as error:
-        _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error)
+        _failed_call(ctx, f"{label}: dx, dgamma, dbeta", error, probe=_probe_frozen(ctx))
         return
     _report_gradients(ctx, label, x, gamma, beta, param, dout, result)
 
@@ -643,9 +692,11 @@ def mode_detector(ctx):
         ("training-mode output computed in float32", y_train.astype(np.float32), True),
         ("inference-mode output computed in float32", y_test.astype(np.float32), False),
     ]
-    for label, y, expected in cases:
+
+    def ask(y):
+        """The detector's answer for y, or the StudentError it raised."""
         try:
-            answer = ctx.call(
+            return ctx.call(
                 detector,
                 x.copy(),
                 y.copy(),
@@ -656,11 +707,28 @@ def mode_detector(ctx):
                 eps,
             )
         except StudentError as error:
-            ctx.report.failed(f"used_batch_statistics, {label}", str(error))
-            continue
-        ok = isinstance(answer, (bool, np.bool_)) and bool(answer) is expected
+            return error
+
+    answers = [(label, ask(y), expected) for label, y, expected in cases]
+    wrong = {label for label, answer, expected in answers if not _answer_is(answer, expected)}
+    mistake_id = None
+    if wrong and wrong <= {label for label, _, expected in cases if expected}:
+        # Only training-mode outputs go wrong: probe the two usual reasons.
+        unbiased = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0, ddof=1) + eps) + beta
+        if _answer_is(ask(unbiased), True):
+            mistake_id = "keras-detector-unbiased"
+    if wrong and mistake_id is None and all("float32" in label for label in wrong):
+        nudged = y_train * (1.0 + 1e-7)
+        if not _answer_is(ask(nudged), True) or not _answer_is(ask(y_test * (1.0 + 1e-7)), False):
+            mistake_id = "keras-detector-too-strict"
+    for label, answer, expected in answers:
+        ok = label not in wrong
+        shown = str(answer) if isinstance(answer, StudentError) else f"got {answer!r}"
         ctx.report.add(
-            f"used_batch_statistics, {label}", ok, f"expected {expected}, got {answer!r}"
+            f"used_batch_statistics, {label}",
+            ok,
+            _with_causes(f"expected {expected}, {shown}", (mistake_id,) if mistake_id else ()),
+            mistake_id=None if ok else mistake_id,
         )
     try:
         ctx.call(
@@ -683,6 +751,10 @@ def mode_detector(ctx):
             "ValueError" in str(error),
             f"expected a ValueError, got: {error}",
         )
+
+
+def _answer_is(answer, expected):
+    return isinstance(answer, (bool, np.bool_)) and bool(answer) is expected
 
 
 @keras_check("keras_mode_answers", points=2)
@@ -751,7 +823,7 @@ def _block_ok(block, activation, use_bn, momentum=None):
         if momentum is not None and abs(rest[0][1] - momentum) > 1e-9:
             return (
                 False,
-                "keras-default-momentum",
+                "keras-mlp-momentum-ignored",
                 f"BatchNormalization momentum {rest[0][1]:g}, expected {momentum:g}",
             )
         return True, None, ""
@@ -893,31 +965,59 @@ def experiments(ctx):
         values = curve(name)
         return values[0] if values else float("nan")
 
+    def level(value):
+        """What a final validation accuracy means, for a student reading a bare number."""
+        if value != value:  # NaN: no curve
+            return "no curve recorded"
+        if value <= 0.15:
+            return f"{value:.2f}, chance level for 10 digit classes: that net learned nothing"
+        return f"{value:.2f}"
+
+    bn_hint = (
+        "; check that build_mlp(True, ...) puts BatchNormalization between each Dense layer and "
+        "its activation, and that the run used lr 0.1 and the notebook's number of epochs"
+    )
     claims = [
         (
             "sigmoid+BN at lr 0.1 learns (final validation accuracy >= 0.5)",
             final("sigmoid+BN") >= 0.5,
-            f"got {final('sigmoid+BN'):.2f}",
+            f"got {level(final('sigmoid+BN'))}{bn_hint}",
         ),
         (
             "plain sigmoid net at lr 0.1 stays near chance (<= 0.3) and BN beats it by >= 0.3",
             final("sigmoid") <= 0.3 and final("sigmoid+BN") >= final("sigmoid") + 0.3,
-            f"got {final('sigmoid'):.2f} without BN, {final('sigmoid+BN'):.2f} with BN",
+            f"got {level(final('sigmoid'))} without BN, {level(final('sigmoid+BN'))} with BN"
+            + (
+                "; three sigmoid layers without BN at lr 0.1 barely move in these epochs: check "
+                "that HISTORIES['sigmoid'] comes from build_mlp(False, 'sigmoid')"
+                if final("sigmoid") > 0.3
+                else bn_hint
+            ),
         ),
         (
             "at lr 1 only the BN net survives (BN >= 0.5 and >= plain + 0.2)",
             final("relu+BN lr 1") >= 0.5 and final("relu+BN lr 1") >= final("relu lr 1") + 0.2,
-            f"got {final('relu lr 1'):.2f} without BN, {final('relu+BN lr 1'):.2f} with BN",
+            f"got {level(final('relu lr 1'))} without BN, {level(final('relu+BN lr 1'))} with BN"
+            + (
+                "; the plain ReLU net at lr 1 usually diverges: check that this run used "
+                "build_mlp(False, 'relu') and lr 1"
+                if final("relu lr 1") > final("relu+BN lr 1") - 0.2 and final("relu lr 1") > 0.3
+                else "; check that the BN run used build_mlp(True, 'relu') and lr 1"
+            ),
         ),
         (
             "CNN with BN learns (final validation accuracy >= 0.5)",
             final("cnn+BN") >= 0.5,
-            f"got {final('cnn+BN'):.2f}",
+            f"got {level(final('cnn+BN'))}; check build_cnn and that the run trained on images "
+            "(images=True)",
         ),
         (
             "momentum 0.9 leads 0.99 after the first epoch (by >= 0.1 in validation accuracy)",
             first("sigmoid+BN momentum 0.9") >= first("sigmoid+BN") + 0.1,
-            f"got {first('sigmoid+BN momentum 0.9'):.2f} with 0.9, {first('sigmoid+BN'):.2f} with 0.99",
+            f"got {first('sigmoid+BN momentum 0.9'):.2f} with 0.9, {first('sigmoid+BN'):.2f} with "
+            "0.99 after one epoch; with momentum 0.99 the moving statistics that validation uses "
+            "lag far behind the weights, so the 0.99 run starts much lower: check that the "
+            "momentum run passed momentum=0.9 to build_mlp and that build_mlp passes it on",
         ),
     ]
     for label, ok, detail in claims:

@@ -7,6 +7,7 @@ mistake. The sample submissions in ``samples_keras`` inject the same mistakes in
 """
 
 from dataclasses import dataclass
+from itertools import product
 
 import numpy as np
 
@@ -79,8 +80,50 @@ MISTAKES = {
         ),
         Mistake(
             "keras-bn-after-activation",
-            "BatchNormalization must sit between the linear part and the activation: "
-            "Dense/Conv2D without activation -> BatchNormalization -> Activation.",
+            "this task asks for the usual convention Dense/Conv2D without activation -> "
+            "BatchNormalization -> Activation (as in the BN paper and Keras's examples); BN "
+            "after the activation also trains, as experiment (d) may show, so it is a "
+            "convention, not a law, but build_mlp and build_cnn must follow it.",
+        ),
+        Mistake(
+            "keras-gamma-beta-swapped",
+            "gamma and beta are swapped: the given gamma goes to layer.gamma (the scale) and beta "
+            "to layer.beta (the shift); set_weights takes [gamma, beta, moving_mean, "
+            "moving_variance] in that order.",
+        ),
+        Mistake(
+            "keras-moving-variance-written-wrong",
+            "bn_param['running_var'] must get the layer's moving variance after the step, "
+            "layer.moving_variance.numpy(): not the moving mean, not its square root.",
+        ),
+        Mistake(
+            "keras-test-ran-training",
+            "in test mode the layer ran in training mode (batch statistics): pass the bool "
+            "training=(bn_param['mode'] == 'train'); passing the string bn_param['mode'] means "
+            "training for 'test' too, because any non-empty string counts as True.",
+        ),
+        Mistake(
+            "keras-tape-not-watching-x",
+            "tape.gradient returned None for x: a GradientTape records only trainable variables "
+            "and the tensors it watches; convert x with tf.convert_to_tensor before the tape, "
+            "call tape.watch(x) inside the with block and pass that tensor to the layer.",
+        ),
+        Mistake(
+            "keras-detector-unbiased",
+            "used_batch_statistics builds its training-mode output with the unbiased variance "
+            "(ddof=1); Keras normalises with the biased batch variance x.var(axis=0), so a real "
+            "training-mode output matched neither of your two modes.",
+        ),
+        Mistake(
+            "keras-detector-too-strict",
+            "used_batch_statistics compares too strictly: float32 rounding must still match, so "
+            "compare with a tolerance (np.allclose(y, expected, rtol=1e-3, atol=1e-3)), not ==.",
+        ),
+        Mistake(
+            "keras-mlp-momentum-ignored",
+            "build_mlp must pass its own momentum argument to every BatchNormalization: "
+            "keras.layers.BatchNormalization(momentum=momentum); 0.99 is Keras's default (build_mlp "
+            "has no bn_param).",
         ),
         Mistake(
             "keras-bn-missing",
@@ -105,6 +148,9 @@ def mistake_in_error(message):
     """The mistake an exception message from Keras or TensorFlow points to, or None."""
     if "double tensor" in message or ("float tensor" in message and "double" in message):
         return "keras-float32-cast"
+    if "keras_bn_backward raised AttributeError" in message and "'NoneType'" in message:
+        # tape.gradient gave None; a frozen layer (no trainable gamma) is told apart by a probe.
+        return "keras-tape-not-watching-x"
     return None
 
 
@@ -174,6 +220,7 @@ def backward_variants(x, gamma, beta, bn_param, dout):
             x, gamma, beta, _param(bn_param, eps=KERAS_DEFAULT_EPSILON), dout
         ),
         "keras-gamma-beta-not-set": gradients(x, np.ones(d), np.zeros(d), bn_param, dout),
+        "keras-gamma-beta-swapped": gradients(x, beta, gamma, bn_param, dout),
         "keras-training-missing": inference_gradients(x, gamma, bn_param, dout),
         "keras-float32-cast": gradients(np.asarray(x, np.float32), gamma, beta, bn_param, dout),
     }
@@ -216,3 +263,93 @@ def name_mistake(got, variants, index, dtype=np.float64):
         if candidate is not None and matches(got, np.asarray(candidate, np.float64), dtype):
             return mistake_id
     return None
+
+
+# ------------------------------------------------------------------ combinations of mistakes
+MAX_COMBINED = 2
+
+
+def forward_combinations(x, gamma, beta, bn_param):
+    """(ids, (out, running_mean, running_var)) for each combination of up to two settings
+    mistakes (epsilon, gamma/beta, moving statistics, training flag, dtype, momentum, write-back).
+
+    Args: as :func:`forward_variants`. Results are float64.
+    """
+    spatial = np.ndim(x) == 4
+    forward = reference.spatial_batchnorm_forward if spatial else reference.batchnorm_forward
+    d = np.shape(gamma)[0]
+    train = bn_param["mode"] == "train"
+    momentum = float(bn_param["momentum"])
+    eps_options = [(float(bn_param["eps"]), ())]
+    if float(bn_param["eps"]) != KERAS_DEFAULT_EPSILON:
+        eps_options.append((KERAS_DEFAULT_EPSILON, ("keras-default-epsilon",)))
+    affine = [
+        ((gamma, beta), ()),
+        ((beta, gamma), ("keras-gamma-beta-swapped",)),
+        ((np.ones(d), np.zeros(d)), ("keras-gamma-beta-not-set",)),
+    ]
+    moving = [
+        ((bn_param["running_mean"], bn_param["running_var"]), ()),
+        ((np.zeros(d), np.ones(d)), ("keras-moving-stats-not-set",)),
+    ]
+    modes = [(bn_param["mode"], ())]
+    modes.append(
+        ("test", ("keras-training-missing",)) if train else ("train", ("keras-test-ran-training",))
+    )
+    casts = [(np.asarray(x, np.float64), ())]
+    if np.asarray(x).dtype == np.float64:
+        casts.append((np.asarray(x, np.float32), ("keras-float32-cast",)))
+    momenta = [(momentum, ())]
+    if train:
+        if momentum != KERAS_DEFAULT_MOMENTUM:
+            momenta.append((KERAS_DEFAULT_MOMENTUM, ("keras-default-momentum",)))
+        momenta.append((1.0 - momentum, ("keras-momentum-reversed",)))
+    combos = []
+    for (eps, i1), ((g, b), i2), ((rm, rv), i3), (mode, i4), (data, i5), (mom, i6) in product(
+        eps_options, affine, moving, modes, casts, momenta
+    ):
+        ids = i1 + i2 + i3 + i4 + i5 + i6
+        if not ids or len(ids) > MAX_COMBINED:
+            continue
+        param = _param(bn_param, eps=eps, mode=mode, momentum=mom, running_mean=rm, running_var=rv)
+        out, mean, var, _ = forward(data, g, b, param)
+        if mode != "train":
+            # Inference leaves the statistics the layer started from.
+            mean, var = np.asarray(rm, np.float64), np.asarray(rv, np.float64)
+        combos.append((ids, (out, mean, var)))
+    if train:
+        out, mean, var, _ = forward(x, gamma, beta, bn_param)
+        old = (
+            np.asarray(bn_param["running_mean"], np.float64),
+            np.asarray(bn_param["running_var"], np.float64),
+        )
+        combos.append((("keras-stats-not-returned",), (out, *old)))
+        combos.append((("keras-moving-variance-written-wrong",), (out, mean, mean)))
+        combos.append((("keras-moving-variance-written-wrong",), (out, mean, np.sqrt(var))))
+    if spatial and x.shape[1] == d:
+        moved = np.moveaxis(np.asarray(x, np.float64), 1, -1)
+        out, mean, var, _ = reference.spatial_batchnorm_forward(moved, gamma, beta, bn_param)
+        combos.append((("keras-axis-nhwc",), (np.moveaxis(out, -1, 1), mean, var)))
+    return combos
+
+
+def as_combinations(variants):
+    """Turn {mistake_id: results} into [(ids, results)]; lists are returned unchanged."""
+    if isinstance(variants, dict):
+        return [((key,), value) for key, value in variants.items()]
+    return list(variants or [])
+
+
+def name_combination(got, combinations, index, dtype=np.float64):
+    """The ids every fewest-mistake combination that ``got`` matches shares (tuple, maybe empty)."""
+    found = []
+    for ids, results in combinations:
+        candidate = results[index]
+        if candidate is not None and matches(got, np.asarray(candidate, np.float64), dtype):
+            found.append(ids)
+    if not found:
+        return ()
+    fewest = min(len(ids) for ids in found)
+    best = [ids for ids in found if len(ids) == fewest]
+    common = [i for i in best[0] if all(i in ids for ids in best)]
+    return tuple(common)
