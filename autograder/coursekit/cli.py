@@ -58,25 +58,47 @@ def cmd_samples(args):
     console.print(f"{len(students)} sample submissions: {', '.join(students)}")
 
 
-def cmd_grade(args):
-    from .grade import grade
+def _print_grade_summary(run):
+    """What a grading run did, skipped and could not see; problems one per line."""
+    for item in run.misplaced:
+        console.print(f"[yellow]not graded:[/yellow] submitted/{item.path}: {item.fix}")
+    problems = [s for s in run if s.status != "graded"]
+    console.print(
+        f"graded {len(run) - len(run.interrupted)} notebooks, {len(problems)} with a problem, "
+        f"{len(run.unchanged)} skipped as unchanged"
+        + (" (`grade --all` grades them again)" if run.unchanged else "")
+        + (f", {len(run.misplaced)} misplaced notebooks not graded" if run.misplaced else "")
+    )
+    for item in sorted(problems, key=lambda s: (s.student, s.notebook)):
+        console.print(f"  {item.student}/{item.notebook}: {item.status}. {item.detail}")
 
-    _step(f"grade: autograde with {args.workers or 'all-core'} workers")
+
+def cmd_grade(args):
+    from .grade import GradingInterrupted, grade
+
+    scheduler = args.scheduler or os.environ.get("BNKIT_SCHEDULER") or None
+    where = (
+        f"the Dask cluster at {scheduler}" if scheduler else f"{args.workers or 'all-core'} workers"
+    )
+    _step(f"grade: autograde with {where}")
     if args.no_sandbox:
         console.print(
             "[yellow]warning:[/yellow] grading without the sandbox: student code can read and "
             "write whatever this user can; every notebook is marked 'unsandboxed'"
         )
-    statuses = grade(
-        args.student or None,
-        workers=args.workers,
-        memory_limit_mb=args.memory_limit_mb,
-        sandbox=not args.no_sandbox,
-    )
-    problems = [s for s in statuses if s.status != "graded"]
-    console.print(f"graded {len(statuses)} notebooks, {len(problems)} with a problem")
-    for item in sorted(problems, key=lambda s: (s.student, s.notebook)):
-        console.print(f"  {item.student}/{item.notebook}: {item.status}. {item.detail}")
+    try:
+        run = grade(
+            args.student or None,
+            workers=args.workers,
+            memory_limit_mb=args.memory_limit_mb,
+            sandbox=not args.no_sandbox,
+            scheduler=scheduler,
+            regrade_all=args.all,
+        )
+    except GradingInterrupted as stopped:
+        _print_grade_summary(stopped.run)
+        raise
+    _print_grade_summary(run)
 
 
 def cmd_feedback(args):
@@ -160,6 +182,18 @@ def build_parser():
         "--no-sandbox",
         action="store_true",
         help="grade: run kernels without bubblewrap (warns; notebooks marked 'unsandboxed')",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="grade: also the notebooks unchanged since they were last graded",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="grade: send the tasks to this Dask scheduler (default: $BNKIT_SCHEDULER, "
+        "else the local pool)",
     )
     return parser
 

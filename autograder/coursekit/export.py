@@ -4,8 +4,9 @@ import csv
 from collections import defaultdict
 
 from . import status as st
-from .gradebook import cell_scores
-from .paths import NOTEBOOKS, db_url, runtime_dir
+from .errors import KitError
+from .gradebook import cell_scores, require_assignment
+from .paths import ASSIGNMENT, NOTEBOOKS, db_url, runtime_dir, submitted_dir
 
 GRADES_CSV = "grades.csv"
 
@@ -16,12 +17,17 @@ def student_rows(url=None):
     Returns:
         list of dicts with student_id, one auto-graded score column per notebook, auto_score and
         auto_max (auto-graded cells), manual_score (written answers graded so far),
-        needs_manual_grade (cells without a score yet) and status ("graded" or the problems).
+        needs_manual_grade (cells without a score yet, in notebooks that exist: a missing or
+        unreadable notebook has nothing to grade by hand), status ("graded" or the problems)
+        and flags (what grading noticed, per notebook; never a score change).
     """
     scores = cell_scores(url or db_url())
     statuses = defaultdict(dict)
+    flags = defaultdict(dict)
     for item in st.read_status_csv(runtime_dir() / "status.csv"):
         statuses[item.student][item.notebook] = item.status
+        if item.flags:
+            flags[item.student][item.notebook] = item.flags
     rows = []
     for student in sorted(scores):
         row = {"student_id": student}
@@ -34,7 +40,14 @@ def student_rows(url=None):
             total += got
             maximum += sum(max_score for _, max_score, is_auto in cells if is_auto)
             manual += sum(score or 0.0 for score, _, is_auto in cells if not is_auto)
-            ungraded += sum(score is None for score, _, _ in cells)
+            state = statuses[student].get(notebook)
+            exists = (
+                state not in st.ABSENT
+                if state
+                else (submitted_dir() / student / ASSIGNMENT / notebook).exists()
+            )
+            if exists:
+                ungraded += sum(score is None for score, _, _ in cells)
         problems = [
             f"{nb}: {state}"
             for nb, state in sorted(statuses[student].items())
@@ -48,15 +61,29 @@ def student_rows(url=None):
             status="; ".join(problems)
             if problems
             else (st.GRADED if statuses[student] else "not graded by coursekit"),
+            flags="; ".join(
+                f"{nb.removesuffix('.ipynb')}: {text}"
+                for nb, text in sorted(flags[student].items())
+            ),
         )
         rows.append(row)
     return rows
 
 
 def export_csv(path=None):
-    """Write the grades CSV (default ``<runtime>/grades.csv``) and return its path and rows."""
+    """Write the grades CSV (default ``<runtime>/grades.csv``) and return its path and rows.
+
+    Raises:
+        KitError: nothing has been graded yet (an empty CSV would look like a class of nobody).
+    """
     path = path or runtime_dir() / GRADES_CSV
+    require_assignment(db_url())
     rows = student_rows()
+    if not rows:
+        raise KitError(
+            "nothing to export: the gradebook has no graded submissions yet: run `make grade` "
+            f"first (no {GRADES_CSV} written)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = [
         "student_id",
@@ -66,6 +93,7 @@ def export_csv(path=None):
         "manual_score",
         "needs_manual_grade",
         "status",
+        "flags",
     ]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)

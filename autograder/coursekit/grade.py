@@ -8,6 +8,13 @@ checks' ledger (nbgrader_config.py). The parent then copies the result into the 
 gradebook (serialised, through nbgrader's API) and the autograded notebook into
 ``autograded/``. A crashed or killed task therefore cannot corrupt the gradebook or touch any
 other student's grades, and its status says what happened.
+
+The tasks run in the local worker pool, or with ``scheduler=`` on a Dask cluster
+(:mod:`coursekit.cluster`); either way the parent merges one result at a time. Only notebooks
+that are new or changed since their last final outcome are graded unless ``regrade_all``
+(:mod:`coursekit.incremental`); notebooks that grading cannot see are reported
+(:mod:`coursekit.intake`). Ctrl-C abandons the running tasks within seconds, reports them as
+``interrupted`` and keeps every grade merged so far.
 """
 
 import os
@@ -15,6 +22,7 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -30,6 +38,8 @@ from .gradebook import (
     require_assignment,
     zero_notebook,
 )
+from .incremental import GradedVersions, grader_version, run_settings, submission_digest
+from .intake import note_for, scan
 from .paths import (
     ASSIGNMENT,
     NOTEBOOKS,
@@ -61,14 +71,43 @@ class Task:
         return f"{self.student}__{self.stem}"
 
 
-def list_students(requested=None):
-    """Student ids with a ``submitted/<id>/batchnorm`` folder, or check the requested ones."""
+class GradeRun(list):
+    """The statuses of the notebooks this run looked at (a list, as ``grade`` always returned).
+
+    Attributes:
+        unchanged: (student, notebook) pairs skipped because nothing changed since last time.
+        misplaced: :class:`coursekit.intake.Misplaced` notebooks grading could not pick up.
+        interrupted: statuses of the tasks that a Ctrl-C or a lost scheduler stopped.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.unchanged = []
+        self.misplaced = []
+        self.interrupted = []
+
+
+class GradingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during grading, after the run was wrapped up; ``run`` is the :class:`GradeRun`."""
+
+    def __init__(self, run):
+        super().__init__("grading interrupted")
+        self.run = run
+
+
+def list_students(requested=None, misplaced=()):
+    """Student ids with a ``submitted/<id>/batchnorm`` folder, or check the requested ones.
+
+    Students whose only notebooks are misplaced (``misplaced``, from
+    :func:`coursekit.intake.scan`) count too: they get a status saying where the notebook is.
+    """
     folder = submitted_dir()
     if not folder.is_dir():
         raise KitError(
             f"no submissions folder at {folder}: collect submissions first (`nbgrader collect`) or run `make samples`"
         )
-    present = sorted(p.name for p in folder.iterdir() if (p / ASSIGNMENT).is_dir())
+    present, _ = scan(folder)
+    present = sorted(set(present) | {m.student for m in misplaced if m.student})
     if requested:
         unknown = sorted(set(requested) - set(present))
         if unknown:
@@ -83,32 +122,26 @@ def list_students(requested=None):
     return present
 
 
-def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
-    """Grade one notebook of one student in a private folder; return what the parent needs."""
-    work = runtime_dir() / "work" / task.key
-    shutil.rmtree(work, ignore_errors=True)
-    source = submitted_dir() / task.student / ASSIGNMENT
-    staged = work / "submitted" / task.student / ASSIGNMENT
+def stage_submission(work, student, notebook, notebook_bytes, timestamp_bytes=None):
+    """Lay out one submission as nbgrader wants it: ``work/submitted/<student>/batchnorm/``."""
+    staged = Path(work) / "submitted" / student / ASSIGNMENT
     staged.mkdir(parents=True)
-    shutil.copy2(source / task.notebook, staged / task.notebook)
-    if (source / "timestamp.txt").exists():
-        shutil.copy2(source / "timestamp.txt", staged / "timestamp.txt")
-    if course_url.startswith("sqlite:///"):
-        with lock:  # don't copy the gradebook while the parent writes to it
-            worker_url = copy_sqlite(course_url, work / "gradebook.db")
-    else:
-        worker_url = course_url  # a server database serialises concurrent writers itself
-    success, log, peak_mb = pool.autograde(
-        task.student,
-        task.stem,
-        str(work / "submitted"),
-        str(work / "autograded"),
-        worker_url,
-        str(work / "kernel.stderr.log"),
-    )
+    (staged / notebook).write_bytes(notebook_bytes)
+    if timestamp_bytes is not None:
+        (staged / "timestamp.txt").write_bytes(timestamp_bytes)
+    return staged
+
+
+def task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed):
+    """Decide a finished task's status from what autograde left in ``work`` (any machine).
+
+    Also writes ``work/autograde.log``. Returns a :class:`coursekit.status.NotebookStatus`.
+    """
+    work = Path(work)
     (work / "autograde.log").write_text(log)
     graded_folder = work / "autograded" / task.student / ASSIGNMENT
-    kernel_stderr = (work / "kernel.stderr.log").read_text(errors="replace")
+    stderr_path = work / "kernel.stderr.log"
+    kernel_stderr = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
     near_limit = peak_mb is not None and peak_mb >= 0.8 * memory_limit_mb
     status, detail = st.classify(
         0 if success else 1, log, graded_folder / task.notebook, kernel_stderr, near_limit
@@ -123,16 +156,45 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
         flags.append("unsandboxed")
         if status == st.GRADED:
             status = st.UNSANDBOXED
-    return (
-        task,
-        worker_url,
-        graded_folder,
-        st.NotebookStatus(task.student, task.notebook, status, detail, "; ".join(flags)),
+    return st.NotebookStatus(task.student, task.notebook, status, detail, "; ".join(flags))
+
+
+def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
+    """Grade one notebook of one student in a private folder; return what the parent needs."""
+    work = runtime_dir() / "work" / task.key
+    shutil.rmtree(work, ignore_errors=True)
+    source = submitted_dir() / task.student / ASSIGNMENT
+    timestamp = source / "timestamp.txt"
+    stage_submission(
+        work,
+        task.student,
+        task.notebook,
+        (source / task.notebook).read_bytes(),
+        timestamp.read_bytes() if timestamp.exists() else None,
     )
+    if course_url.startswith("sqlite:///"):
+        with lock:  # don't copy the gradebook while the parent writes to it
+            worker_url = copy_sqlite(course_url, work / "gradebook.db")
+    else:
+        worker_url = course_url  # a server database serialises concurrent writers itself
+    success, log, peak_mb = pool.autograde(
+        task.student,
+        task.stem,
+        str(work / "submitted"),
+        str(work / "autograded"),
+        worker_url,
+        str(work / "kernel.stderr.log"),
+    )
+    outcome = task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed)
+    return task, worker_url, work / "autograded" / task.student / ASSIGNMENT, outcome
 
 
 def _record(task, worker_url, graded_folder, outcome, course_url):
-    """Parent side: copy grades and the autograded notebook, or record a zero with its reason."""
+    """Parent side: copy grades and the autograded notebook, or record a zero with its reason.
+
+    A notebook whose grading was stopped or whose worker was lost keeps whatever the gradebook
+    had: its status says the points are not this submission's result.
+    """
     destination = autograded_dir() / task.student / ASSIGNMENT
     logs = runtime_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -140,6 +202,8 @@ def _record(task, worker_url, graded_folder, outcome, course_url):
         kept = graded_folder.parents[2] / name
         if kept.exists():
             shutil.copy2(kept, logs / f"{task.key}{suffix}")
+    if outcome.status in (st.INTERRUPTED, st.WORKER_LOST):
+        return
     if (graded_folder / task.notebook).exists():
         if worker_url != course_url:
             merge_notebook_grades(worker_url, course_url, task.student, task.stem)
@@ -160,24 +224,152 @@ def _record(task, worker_url, graded_folder, outcome, course_url):
         (destination / task.notebook).unlink(missing_ok=True)
 
 
+class LocalExecutor:
+    """Runs tasks in this machine's :class:`coursekit.worker.WorkerPool`, results as they end."""
+
+    def __init__(self, workers, env, memory_limit_mb, sandboxed, course_url, lock):
+        self._pool = WorkerPool(workers, env, memory_limit_mb * 1024 * 1024)
+        self._threads = ThreadPoolExecutor(workers)
+        self._arguments = (course_url, lock, self._pool, memory_limit_mb, sandboxed)
+        self._running = {}
+        self._running_lock = threading.Lock()
+        self.description = f"{workers} local worker{'s' if workers != 1 else ''}"
+
+    def _run(self, task):
+        with self._running_lock:
+            self._running[task.key] = task
+        try:
+            return _run_task(task, *self._arguments)
+        except Exception as error:  # noqa: BLE001  a task's failure is a status, not a crash
+            work = runtime_dir() / "work" / task.key
+            work.mkdir(parents=True, exist_ok=True)
+            detail = f"{type(error).__name__}: {error}"[:200]
+            outcome = st.NotebookStatus(task.student, task.notebook, st.GRADER_FAILED, detail)
+            return (
+                task,
+                self._arguments[0],
+                work / "autograded" / task.student / ASSIGNMENT,
+                outcome,
+            )
+        finally:
+            with self._running_lock:
+                self._running.pop(task.key, None)
+
+    def results(self, tasks):
+        """Yield ``(task, worker_url, graded_folder, outcome)`` per task, in finishing order."""
+        futures = [self._threads.submit(self._run, task) for task in tasks]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def running(self):
+        """Tasks being graded right now."""
+        with self._running_lock:
+            return list(self._running.values())
+
+    def abandon(self):
+        """Ctrl-C: kill the workers, drop the queue; waiting threads return at once."""
+        self._pool.abandon()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def close(self):
+        self._pool.shutdown()
+        self._threads.shutdown(wait=True)
+
+
+def _problem_zero(course_url, student, notebook, reason):
+    zero_notebook(course_url, student, notebook.removesuffix(".ipynb"), reason)
+
+
+def plan(students, course_url, versions, version, settings, regrade_all, misplaced):
+    """Decide, per student and notebook, what to do in this run.
+
+    Returns:
+        (tasks, immediate, unchanged, digests): the notebooks to grade; statuses decided without
+        grading (missing, unreadable), already recorded as zeros; the (student, notebook) pairs
+        skipped as unchanged; and {task key: digest} to record when a task ends.
+    """
+    previous = {(s.student, s.notebook): s for s in st.read_status_csv(runtime_dir() / STATUS_CSV)}
+    tasks, immediate, unchanged, digests = [], [], [], {}
+    for student in students:
+        for notebook in NOTEBOOKS:
+            path = submitted_dir() / student / ASSIGNMENT / notebook
+            if not path.exists():
+                versions.forget(student, notebook)  # its zero must not count as graded later
+                found = note_for(misplaced, student, notebook)
+                detail = "not in the submission" + (f"; {found}" if found else "")
+                immediate.append(st.NotebookStatus(student, notebook, st.MISSING, detail))
+                _problem_zero(
+                    course_url, student, notebook, "Not graded: the notebook was not submitted."
+                )
+                continue
+            task = Task(student, notebook)
+            digests[task.key] = submission_digest(path, version, settings)
+            before = previous.get((student, notebook))
+            must_have_copy = before is not None and before.status in (st.GRADED, st.UNSANDBOXED)
+            if (
+                not regrade_all
+                and before is not None
+                and before.status not in st.RETRY
+                and versions.is_current(student, notebook, digests[task.key])
+                and (
+                    not must_have_copy
+                    or (autograded_dir() / student / ASSIGNMENT / notebook).exists()
+                )
+            ):
+                unchanged.append((student, notebook))  # not even parsed again
+                continue
+            versions.forget(student, notebook)  # until this run reaches a final outcome
+            ok, why = st.readable(path)
+            if not ok:
+                immediate.append(st.NotebookStatus(student, notebook, st.UNREADABLE, why))
+                _problem_zero(
+                    course_url,
+                    student,
+                    notebook,
+                    f"Not graded: the file is not a valid notebook ({why}).",
+                )
+                continue
+            tasks.append(task)
+    return tasks, immediate, unchanged, digests
+
+
+def _executor_for(scheduler, workers, env, memory_limit_mb, sandbox, course_url, lock):
+    if scheduler:
+        from .cluster import DaskExecutor  # dask is imported only when a cluster is used
+
+        return DaskExecutor(scheduler, env, memory_limit_mb, sandbox, course_url)
+    return LocalExecutor(workers, env, memory_limit_mb, sandbox, course_url, lock)
+
+
 def grade(
     students=None,
     workers=None,
     memory_limit_mb=DEFAULT_MEMORY_LIMIT_MB,
     show_progress=True,
     sandbox=True,
+    scheduler=None,
+    regrade_all=False,
 ):
     """Autograde submissions in parallel and write ``status.csv`` in the runtime folder.
 
     Args:
-        students: student ids to (re)grade; all submitted students when None.
-        workers: parallel grading kernels; default the number of CPU cores.
+        students: student ids to grade; all submitted students when None. Students named here
+            are graded even when unchanged (asking for them is asking for a re-grade).
+        workers: parallel grading kernels on this machine; default the number of CPU cores.
         memory_limit_mb: address-space limit per grading task.
         sandbox: run kernels in bubblewrap (stops with how to install it when missing);
             False grades without it and marks every notebook ``unsandboxed``.
+        scheduler: address of a Dask scheduler (``tcp://host:port``): grade there instead of
+            in the local pool (:mod:`coursekit.cluster`).
+        regrade_all: grade every notebook, also those unchanged since their last outcome.
 
     Returns:
-        list of :class:`coursekit.status.NotebookStatus` for the graded students.
+        :class:`GradeRun`, the list of :class:`coursekit.status.NotebookStatus` of the
+        notebooks looked at, with the unchanged, misplaced and interrupted ones as attributes.
+
+    Raises:
+        GradingInterrupted: on Ctrl-C, after recording what was done (statuses included).
+        KitError: bad set-up, or the Dask scheduler went away (grades merged so far are kept).
     """
     if sandbox and not bwrap_path():
         raise KitError(INSTALL_HINT)
@@ -185,36 +377,26 @@ def grade(
     require_course_kernel()
     course_url = db_url()
     require_assignment(course_url)
-    students = list_students(students)
+    run = GradeRun()
+    if submitted_dir().is_dir():
+        run.misplaced = scan(submitted_dir())[1]
+    explicit = bool(students)
+    students = list_students(students, run.misplaced)
     workers = max(1, int(workers or os.cpu_count() or 1))
-    statuses, tasks = [], []
-    for student in students:
-        for notebook in NOTEBOOKS:
-            path = submitted_dir() / student / ASSIGNMENT / notebook
-            if not path.exists():
-                statuses.append(
-                    st.NotebookStatus(student, notebook, st.MISSING, "not in the submission")
-                )
-                zero_notebook(
-                    course_url,
-                    student,
-                    notebook.removesuffix(".ipynb"),
-                    "Not graded: the notebook was not submitted.",
-                )
-                continue
-            ok, why = st.readable(path)
-            if not ok:
-                statuses.append(st.NotebookStatus(student, notebook, st.UNREADABLE, why))
-                zero_notebook(
-                    course_url,
-                    student,
-                    notebook.removesuffix(".ipynb"),
-                    f"Not graded: the file is not a valid notebook ({why}).",
-                )
-                continue
-            tasks.append(Task(student, notebook))
+    from bn_grader.executor import load_secret
 
-    if not course_url.startswith("sqlite:///"):
+    secret_file = runtime_dir() / "grading.secret"
+    load_secret(secret_file)  # created before the run so every task (and its digest) shares it
+    versions = GradedVersions()
+    version = grader_version()
+    settings = run_settings(sandbox, memory_limit_mb, course_url, secret_file)
+    tasks, immediate, unchanged, digests = plan(
+        students, course_url, versions, version, settings, regrade_all or explicit, run.misplaced
+    )
+    run.extend(immediate)
+    run.unchanged = unchanged
+
+    if tasks and not course_url.startswith("sqlite:///"):
         # Workers write straight to a server database; create each submission here first so
         # two tasks of one student never race to create the same rows.
         ensure_submissions(course_url, sorted({task.student for task in tasks}))
@@ -227,37 +409,73 @@ def grade(
         TextColumn("{task.description}"),
     ]
     env = tool_env({"BNKIT_SANDBOX": "1" if sandbox else "0"})
-    workers_pool = WorkerPool(workers, env, memory_limit_mb * 1024 * 1024)
+    finished = set()
+    executor = None
+    stopped = None
     try:
-        with (
-            Progress(*columns, disable=not show_progress) as progress,
-            ThreadPoolExecutor(workers) as threads,
-        ):
+        if tasks:
+            executor = _executor_for(
+                scheduler, workers, env, memory_limit_mb, sandbox, course_url, lock
+            )
+        with Progress(*columns, disable=not show_progress) as progress:
             bar = progress.add_task("", total=len(tasks))
-            futures = [
-                threads.submit(
-                    _run_task, task, course_url, lock, workers_pool, memory_limit_mb, sandbox
-                )
-                for task in tasks
-            ]
-            for future in as_completed(futures):
-                task, worker_url, graded_folder, outcome = future.result()
+            for task, worker_url, graded_folder, outcome in (
+                executor.results(tasks) if tasks else ()
+            ):
                 with lock:
                     _record(task, worker_url, graded_folder, outcome, course_url)
-                statuses.append(outcome)
+                finished.add(task.key)
+                run.append(outcome)
+                if outcome.status not in st.RETRY:
+                    versions.record(task.student, task.notebook, digests[task.key])
                 progress.update(
                     bar, advance=1, description=f"{task.student}/{task.notebook}: {outcome.status}"
                 )
+    except KeyboardInterrupt:
+        stopped = "Ctrl-C"
+    except KitError as error:
+        if not getattr(error, "scheduler_lost", False):
+            raise
+        stopped = error
     finally:
-        # Also on Ctrl-C: the grades merged so far are in the gradebook; keep their statuses.
-        workers_pool.shutdown()
+        if executor is not None:
+            running = {task.key for task in executor.running()}
+            if stopped is not None:
+                executor.abandon()
+            else:
+                executor.close()
+            for task in tasks:
+                if task.key in finished:
+                    continue
+                why = "Ctrl-C" if stopped == "Ctrl-C" else "the Dask scheduler went away"
+                when = (
+                    "while this notebook was graded"
+                    if task.key in running
+                    else "before this notebook was graded"
+                )
+                item = st.NotebookStatus(
+                    task.student,
+                    task.notebook,
+                    st.INTERRUPTED,
+                    f"{why} stopped grading {when}; run grade again to finish it",
+                )
+                run.interrupted.append(item)
+                run.append(item)
+        # Every outcome of this run replaces its row; everyone else's status and flags stay.
         status_path = runtime_dir() / STATUS_CSV
-        done = {(item.student, item.notebook) for item in statuses}
+        done = {(item.student, item.notebook) for item in run}
         kept = [
             item
             for item in st.read_status_csv(status_path)
             if (item.student, item.notebook) not in done
         ]
-        st.write_status_csv(status_path, kept + statuses)
+        st.write_status_csv(status_path, kept + list(run))
         shutil.rmtree(runtime_dir() / "work", ignore_errors=True)
-    return statuses
+    if stopped == "Ctrl-C":
+        raise GradingInterrupted(run)
+    if stopped is not None:
+        raise KitError(
+            f"{stopped} Merged this run and kept: {len(finished)} notebooks; "
+            f"{len(run.interrupted)} not finished (status 'interrupted'): run grade again to finish them"
+        )
+    return run

@@ -17,9 +17,25 @@ KERNEL_DIED = "kernel died"
 OUT_OF_MEMORY = "out of memory"
 GRADER_FAILED = "grading failed"
 UNSANDBOXED = "unsandboxed"  # graded, but with --no-sandbox: the kernel could see the machine
+INTERRUPTED = "interrupted"  # Ctrl-C or a lost scheduler stopped the run while it was grading
+WORKER_LOST = "worker lost"  # the cluster worker running it died, also on the one retry
 
 # Statuses that mean the points recorded are not the student's real result.
-PROBLEMS = (MISSING, UNREADABLE, TIMED_OUT, KERNEL_DIED, OUT_OF_MEMORY, GRADER_FAILED)
+PROBLEMS = (
+    MISSING,
+    UNREADABLE,
+    TIMED_OUT,
+    KERNEL_DIED,
+    OUT_OF_MEMORY,
+    GRADER_FAILED,
+    INTERRUPTED,
+    WORKER_LOST,
+)
+# Outcomes that say something about the run, not the submission: grading it again may succeed,
+# so an incremental run never counts them as done.
+RETRY = (GRADER_FAILED, INTERRUPTED, WORKER_LOST)
+# No notebook to grade by hand: nothing was there, or nothing could be read.
+ABSENT = (MISSING, UNREADABLE)
 
 
 @dataclass
@@ -118,7 +134,7 @@ def error_names(path):
 
 
 def write_status_csv(path, statuses):
-    """One row per student and notebook: student_id, notebook, status, detail."""
+    """One row per student and notebook: student_id, notebook, status, detail, flags."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -128,10 +144,20 @@ def write_status_csv(path, statuses):
 
 
 def read_status_csv(path):
+    """The rows :func:`write_status_csv` wrote, flags included (empty list when no file).
+
+    A file written before the flags column existed reads back with empty flags.
+    """
     if not path.exists():
         return []
     with path.open(newline="") as handle:
         return [
-            NotebookStatus(row["student_id"], row["notebook"], row["status"], row["detail"])
+            NotebookStatus(
+                row["student_id"],
+                row["notebook"],
+                row["status"],
+                row.get("detail") or "",
+                row.get("flags") or "",
+            )
             for row in csv.DictReader(handle)
         ]

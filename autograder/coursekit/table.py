@@ -16,6 +16,7 @@ def print_score_table(rows, console=None):
     table.add_column("of", justify="right")
     table.add_column("to grade by hand", justify="right")
     table.add_column("status")
+    table.add_column("flags", overflow="fold")
     for row in rows:
         table.add_row(
             row["student_id"],
@@ -24,5 +25,6 @@ def print_score_table(rows, console=None):
             f"{row['auto_max']:g}",
             str(row["needs_manual_grade"]),
             row["status"],
+            row.get("flags", ""),
         )
     (console or Console(width=160)).print(table)
