@@ -318,3 +318,45 @@ def test_solved_notebook_experiments_get_full_marks():
         os.chdir(cwd)
     for cell, (score, maximum, text) in grade(namespace).items():
         assert score == maximum, (cell, text)
+
+
+# ------------------------------------------------------------------- feedback that says why
+def test_build_mlp_momentum_hint_names_build_mlps_own_argument(solution):
+    namespace = solution_namespace(
+        edits=[
+            (
+                "build_mlp",
+                "keras.layers.BatchNormalization(momentum=momentum)",
+                "keras.layers.BatchNormalization()",
+            )
+        ]
+    )
+    score, maximum, text = grade(namespace, {"test_build_mlp": "keras_mlp_structure"})[
+        "test_build_mlp"
+    ]
+    assert score < maximum
+    assert "[mistake: keras-mlp-momentum-ignored]" in text
+    assert "momentum=momentum" in text and "bn_param['momentum']" not in text
+
+
+def test_experiments_check_says_why_a_number_fails(solution):
+    histories = good_histories()
+    histories["sigmoid+BN"]["val_accuracy"] = [0.1] * 15
+    score, _, text = grade(dict(solution, HISTORIES=histories), {"e": "keras_experiments"})["e"]
+    assert score < 2
+    line = next(line for line in text.splitlines() if "sigmoid+BN at lr 0.1 learns" in line)
+    assert "got 0.10, chance level for 10 digit classes" in line
+    assert "BatchNormalization between each Dense layer and its activation" in line
+
+
+def test_mode_detector_with_the_unbiased_variance_is_named(solution):
+    namespace = solution_namespace(
+        edits=[
+            ("used_batch_statistics", "x.var(axis=0) + epsilon", "x.var(axis=0, ddof=1) + epsilon")
+        ]
+    )
+    cells = {"test_used_batch_statistics": "keras_mode_detector"}
+    score, maximum, text = grade(namespace, cells)["test_used_batch_statistics"]
+    assert score < maximum
+    failing = [line for line in text.splitlines() if line.startswith("[FAIL]")]
+    assert failing and all("[mistake: keras-detector-unbiased]" in line for line in failing)
