@@ -217,7 +217,10 @@ def test_results_no_model_explains_name_nothing_and_say_which_property_differs(s
     for got in (ref + rng.normal(0, 0.1, ref.shape), np.tanh(ref), ref[::-1].copy()):
         assert found("bn_forward", "out", got, case, ref) == set()
     text = diagnose.properties("bn_forward", "out", ref + 0.5, ref, case)
-    assert "per-feature mean differs" in text and "per-feature std is right" in text
+    assert "per-feature mean differs" in text and "per-feature spread (std) is right" in text
+    assert not any(
+        f"{value:.4g}" in text for value in np.concatenate([case["beta"], case["gamma"]])
+    )
     dx = ref_dx(case)
     assert found("bn_backward", "dx", dx + rng.normal(0, 0.1, dx.shape), case, dx) == set()
 

@@ -825,6 +825,83 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     return gamma * x_hat + beta, (x, x_hat, gamma)
 """,
     ),
+    _np(
+        "spatial-per-image-statistics",
+        {"wrong-axis"},
+        SPATIAL,
+        """
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    eps, momentum = bn_param["eps"], bn_param["momentum"]
+    if bn_param["mode"] == "train":
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        var = x.var(axis=(1, 2), keepdims=True)
+        bn_param["running_mean"] = momentum * bn_param["running_mean"] + (1 - momentum) * mean.mean(axis=(0, 1, 2))
+        bn_param["running_var"] = momentum * bn_param["running_var"] + (1 - momentum) * var.mean(axis=(0, 1, 2))
+    else:
+        mean, var = bn_param["running_mean"], bn_param["running_var"]
+    out = gamma * (x - mean) / np.sqrt(var + eps) + beta
+    return out, (x, mean, var, gamma, eps)
+""",
+    ),
+    _np(
+        "layernorm-eps-outside",
+        {"eps-outside-sqrt"},
+        LN,
+        """
+def layernorm_forward(x, gamma, beta, ln_param):
+    eps = ln_param["eps"]
+    mu = x.mean(axis=1, keepdims=True)
+    sigma = x.std(axis=1, keepdims=True) + eps
+    xhat = (x - mu) / sigma
+    return gamma * xhat + beta, (xhat, sigma, gamma)
+
+
+def layernorm_backward(dout, cache):
+    xhat, sigma, gamma = cache
+    D = xhat.shape[1]
+    dxhat = dout * gamma
+    dx = (D * dxhat - dxhat.sum(1, keepdims=True) - xhat * (dxhat * xhat).sum(1, keepdims=True)) / (D * sigma)
+    return dx, (dout * xhat).sum(0), dout.sum(0)
+""",
+    ),
+    _np(
+        "alt-backward-drops-variance-term",
+        {"backward-missing-var-path"},
+        ("bn_backward_alt",),
+        _FORWARD_DICT
+        + """
+def batchnorm_backward_alt(dout, cache):
+    xhat, ivar, gamma = cache["xhat"], cache["ivar"], cache["gamma"]
+    N = dout.shape[0]
+    dbeta = np.sum(dout, axis=0)
+    dgamma = np.sum(xhat * dout, axis=0)
+    dx = gamma * ivar * (dout - dbeta / N)
+    return dx, dgamma, dbeta
+""",
+    ),
+    _np(
+        "spatial-backward-on-unflattened",
+        {"wrong-shape"},
+        ("spatial_backward",),
+        _FORWARD_DICT
+        + _SPATIAL_OK
+        + """
+def batchnorm_backward(dout, cache):
+    xhat, ivar, gamma = cache["xhat"], cache["ivar"], cache["gamma"]
+    N = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    dx = ivar / N * (N * dxhat - dxhat.sum(0) - xhat * (dxhat * xhat).sum(0))
+    return dx, dgamma, dbeta
+
+
+def spatial_batchnorm_backward(dout, cache):
+    N, H, W, C = dout.shape
+    dx, dgamma, dbeta = batchnorm_backward(dout.reshape(-1, C), cache)
+    return dx, dgamma, dbeta
+""",
+    ),
 ]
 
 
@@ -992,6 +1069,91 @@ def keras_bn_forward(x, gamma, beta, bn_param):
         bn_param["running_mean"] = layer.moving_mean.numpy()
         bn_param["running_var"] = layer.moving_variance.numpy()
     return y.numpy()
+""",
+    ),
+    _keras(
+        "keras-layer-frozen-for-safety",
+        {"keras-frozen-layer"},
+        ("keras_forward_train", "keras_gradients"),
+        """
+def make_keras_bn(bn_param, gamma, beta, input_shape, dtype="float64"):
+    layer = keras.layers.BatchNormalization(momentum=bn_param["momentum"], epsilon=bn_param["eps"],
+                                            dtype=dtype)
+    layer.build(input_shape)
+    layer.set_weights([gamma, beta, bn_param["running_mean"], bn_param["running_var"]])
+    layer.trainable = False  # so that nothing changes the weights we set
+    return layer
+"""
+        + _FORWARD_OK
+        + """
+def keras_bn_backward(x, gamma, beta, bn_param, dout):
+    layer = make_keras_bn(bn_param, gamma, beta, (None,) + x.shape[1:], dtype=x.dtype.name)
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x, training=True) * dout)
+    grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return tuple(g.numpy() for g in grads)
+""",
+    ),
+    _keras(
+        "keras-no-dtype-given",
+        {"keras-float32-cast"},
+        ("keras_forward_train",),
+        """
+def make_keras_bn(bn_param, gamma, beta, input_shape, dtype="float64"):
+    layer = keras.layers.BatchNormalization(momentum=bn_param["momentum"], epsilon=bn_param["eps"])
+    layer.build(input_shape)
+    layer.gamma.assign(gamma)
+    layer.beta.assign(beta)
+    layer.moving_mean.assign(bn_param["running_mean"])
+    layer.moving_variance.assign(bn_param["running_var"])
+    return layer
+"""
+        + _FORWARD_OK,
+    ),
+    _keras(
+        "keras-pytorch-momentum",
+        {"keras-momentum-reversed"},
+        ("keras_moving_stats",),
+        """
+def make_keras_bn(bn_param, gamma, beta, input_shape, dtype="float64"):
+    layer = keras.layers.BatchNormalization(momentum=1 - bn_param["momentum"],
+                                            epsilon=bn_param["eps"], dtype=dtype)
+    layer.build(input_shape)
+    layer.set_weights([gamma, beta, bn_param["running_mean"], bn_param["running_var"]])
+    return layer
+"""
+        + _FORWARD_OK,
+    ),
+    _keras(
+        "keras-detector-exact-equality",
+        {"keras-detector-too-strict"},
+        ("keras_mode_detector",),
+        """
+def used_batch_statistics(x, y, gamma, beta, moving_mean, moving_variance, epsilon):
+    batch_y = gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + epsilon) + beta
+    moving_y = gamma * (x - moving_mean) / np.sqrt(moving_variance + epsilon) + beta
+    if np.array_equal(y, batch_y):
+        return True
+    if np.array_equal(y, moving_y):
+        return False
+    raise ValueError("y is neither")
+""",
+    ),
+    _keras(
+        "keras-mlp-bn-after-sigmoid",
+        {"keras-bn-after-activation"},
+        ("keras_mlp_structure",),
+        """
+def build_mlp(use_bn, activation="sigmoid", momentum=0.99):
+    layers = [keras.Input(shape=(64,))]
+    for _ in range(3):
+        layers.append(keras.layers.Dense(100, activation=activation))
+        if use_bn:
+            layers.append(keras.layers.BatchNormalization(momentum=momentum))
+    layers.append(keras.layers.Dense(10, activation="softmax"))
+    return keras.Sequential(layers)
 """,
     ),
 ]
