@@ -84,7 +84,13 @@ c.Autograde.autograde_preprocessors = [
 c.SandboxedExecute.sandbox = os.environ.get("BNKIT_SANDBOX", "1") != "0"
 # Hidden from grading kernels: the kit (grader, model answers, venv unless mounted back
 # read-only), the runtime folder (submissions, gradebook, secret) wherever it is.
-c.SandboxedExecute.hidden_paths = [str(KIT_ROOT), str(RUNTIME)]
+# nbgrader's default exchange holds every student's submission: hidden too (a hub's own exchange
+# root is added by deploy/jupyterhub/instructor/nbgrader_config.py).
+c.SandboxedExecute.hidden_paths = [
+    str(KIT_ROOT),
+    str(RUNTIME),
+    "/usr/local/share/nbgrader/exchange",
+]
 c.SandboxedExecute.source_notebooks = str(SOURCE_PATH)
 c.SandboxedExecute.secret_file = str(RUNTIME / "grading.secret")
 # Solution cells end with their own `raise NotImplementedError("<function name>")` after
@@ -92,8 +98,16 @@ c.SandboxedExecute.secret_file = str(RUNTIME / "grading.secret")
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 # A student who deletes a locked test cell still gets it run.
 c.OverwriteCells.add_missing_cells = True
-# Feedback must not show the hidden tests.
-c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, ClearHiddenTests]
+# Feedback must not show the hidden tests; StudentFeedback (last) adds the summaries, drops the
+# grader's internal lines, says "not graded yet" for written answers and wraps long lines.
+from coursekit.feedback import StudentFeedback  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    CSSHTMLHeaderPreprocessor,
+    ClearHiddenTests,
+    StudentFeedback,
+]
 
 # Grading kernels get an environment built from nothing (bn_grader.sandbox.default_rights),
 # with TensorFlow and Python warnings silenced: any stderr in a grade cell scores it 0.

@@ -33,6 +33,56 @@ print(json.dumps(results))
 """
 
 
+# What a student who has read the kit would submit: the untouched notebook plus code that runs
+# the model answers from the course folder, which the grading user (the instructor) can read.
+# Unsandboxed this scores full marks (tests/test_hostile_corpus.py shows the same attack working
+# without the sandbox); graded from the formgrader it must score 0.
+ATTACK = """
+import glob, json
+for _path in glob.glob("@COURSE@/solutions/batchnorm/*.ipynb"):
+    try:
+        for _cell in json.load(open(_path))["cells"]:
+            _meta = _cell.get("metadata", {}).get("nbgrader", {})
+            if _meta.get("solution") and _cell["cell_type"] == "code":
+                exec("".join(_cell["source"]))
+    except Exception:
+        pass
+"""
+
+
+def _plant_attack(path, course_dir):
+    """Append the attack to the first answer cell of the notebook at ``path`` (in place)."""
+    notebook = json.loads(path.read_text())
+    for cell in notebook["cells"]:
+        if (
+            cell.get("metadata", {}).get("nbgrader", {}).get("solution")
+            and cell["cell_type"] == "code"
+        ):
+            source = "".join(cell["source"])
+            cell["source"] = source + "\n" + ATTACK.replace("@COURSE@", str(course_dir))
+            break
+    path.write_text(json.dumps(notebook))
+
+
+def _auto_scores(hub, student, notebook):
+    """{grade_id: auto_score} of one student's notebook, from the formgrader's API."""
+    notebooks = _check(
+        hub.user_request(
+            hub.instructor, "GET", f"formgrader/api/submitted_notebooks/{ASSIGNMENT}/{notebook}"
+        ),
+        "submitted notebooks",
+    )
+    mine = [nb for nb in notebooks if nb["student"] == student]
+    assert len(mine) == 1, notebooks
+    grades = _check(
+        hub.user_request(
+            hub.instructor, "GET", "formgrader/api/grades", params={"submission_id": mine[0]["id"]}
+        ),
+        "grades",
+    )
+    return {grade["name"]: grade["auto_score"] for grade in grades}
+
+
 def _released_notebooks():
     return sorted(p.name for p in (REPO / "assignments" / ASSIGNMENT).glob("*.ipynb"))
 
@@ -116,14 +166,15 @@ def test_round_trip_through_the_hub(released):
     _check(hub.user_request(student, "POST", "assignments/submit", data=fetch), "submit")
     lap("fill in and submit")
 
-    # A second student submits from the command line (same exchange, same config).
-    for command in (
-        ["nbgrader", "fetch_assignment", ASSIGNMENT],
-        ["nbgrader", "submit", ASSIGNMENT],
-    ):
-        result = hub.run_as(other, command + [f"--course={COURSE_ID}"])
-        assert result.returncode == 0, (command, result.stdout, result.stderr)
-    lap("second student submits (CLI)")
+    # A second student submits an attack from the command line (same exchange, same config).
+    result = hub.run_as(
+        other, ["nbgrader", "fetch_assignment", ASSIGNMENT, f"--course={COURSE_ID}"]
+    )
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    _plant_attack(hub.home(other) / ASSIGNMENT / "bn_numpy.ipynb", hub.course_dir)
+    result = hub.run_as(other, ["nbgrader", "submit", ASSIGNMENT, f"--course={COURSE_ID}"])
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    lap("second student submits an attack (CLI)")
 
     # The instructor collects, autogrades the student, generates and releases feedback.
     instructor = hub.instructor
@@ -140,6 +191,23 @@ def test_round_trip_through_the_hub(released):
         "autograde",
     )
     lap("autograde")
+    # The attacker, autograded with the formgrader's button too, gains nothing: the kernel ran
+    # sandboxed, so there were no model answers to read.
+    _check(
+        hub.user_request(
+            instructor,
+            "POST",
+            f"formgrader/api/submission/{ASSIGNMENT}/{other}/autograde",
+            timeout=900,
+        ),
+        "autograde the attacker",
+    )
+    attacker = _auto_scores(hub, other, "bn_numpy")
+    tests = _autograded_tests(
+        json.loads((REPO / "assignments" / ASSIGNMENT / "bn_numpy.ipynb").read_text())
+    )
+    assert {k: attacker[k] for k in tests} == {k: 0.0 for k in tests}, attacker
+    lap("autograde the attacker")
 
     # Score: every auto-graded test cell at full marks, per the gradebook and the metadata.
     expected = {}

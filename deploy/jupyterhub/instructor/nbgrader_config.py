@@ -15,3 +15,7 @@ if _course_dir and os.path.exists(os.path.join(_course_dir, "nbgrader_config.py"
 
 c.CourseDirectory.course_id = os.environ.get("BNHUB_COURSE_ID", "bn-course")
 c.Exchange.root = os.environ.get("BNHUB_EXCHANGE_ROOT", "/srv/nbgrader/exchange")
+# Grading kernels must not read the exchange (every student's submission lives there).
+c.SandboxedExecute.hidden_paths = list(c.SandboxedExecute.get("hidden_paths", [])) + [
+    c.Exchange.root
+]
