@@ -190,7 +190,7 @@ def test_dx_fit_reports_the_weights_it_found():
     finding = mistakes.diagnosis(
         "bn_backward", "dx", staged_dx(case, var_factor=0.5), ref_dx(case), case
     )
-    assert "0.5 x (path through the variance)" in finding.computed
+    assert "the path through the variance weighted 0.5 instead of 1" in finding.computed
 
 
 def test_layernorm_gamma_outside_the_sums_is_named():

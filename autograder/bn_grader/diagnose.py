@@ -62,6 +62,16 @@ def same(got, candidate, dtype=np.float64):
     return bool((error <= atol_rel * scale + rtol * np.abs(candidate[finite])).all())
 
 
+def _far(got, candidate, magnitude):
+    """A cheap first look (two elements) that rejects most candidates before :func:`same`;
+    ``magnitude`` is 1 + max|got|: 1e-3 of it is well above any tolerance :func:`same` allows."""
+    for index in (0, -1):
+        a, b = float(got.flat[index]), float(np.asarray(candidate).flat[index])
+        if np.isfinite(a) and np.isfinite(b) and abs(a - b) > 1e-3 * magnitude:
+            return True
+    return False
+
+
 def _choose(matches):
     """The ids every minimal candidate shares, and the description they share, else None.
 
@@ -200,6 +210,8 @@ def forward_finding(kind, got, case, dtype=np.float64):
         expected = "batch" if param["mode"] == "train" else "running"
     eps = float(param["eps"])
     values = {"gamma": gamma, "beta": beta, "1": 1.0, "0": 0.0}
+    finite = np.isfinite(got)
+    magnitude = 1.0 + (float(np.abs(got[finite]).max()) if finite.any() else 0.0)
     matches = []
     for (c_name, centre, c_family), (v_name, var, v_family, unbiased) in product(
         _centres(x, param, expected), _variances(x, param, expected)
@@ -232,7 +244,7 @@ def forward_finding(kind, got, case, dtype=np.float64):
                             pred = (values[scale] * centred + values[shift]) / spread
                         else:
                             pred = values[scale] * normalised + values[shift]
-                    if not same(got, pred, dtype):
+                    if _far(got, pred, magnitude) or not same(got, pred, dtype):
                         continue
                     centre_text = "x" if c_name == "0" else f"(x - {c_name})"
                     if divided:
@@ -453,16 +465,23 @@ def dx_finding(kind, got, case, dtype=np.float64):
             ids.add("backward-term-weight")
         if not ids:
             continue
-        text = (
-            f"dx = {direct:g} x (direct path) + {through_mean:g} x (path through the mean) + "
-            f"{through_var:g} x (path through the variance), each weight 1 in the derivation"
-        )
+        parts = []
+        for name, weight in (
+            ("direct path dx_hat / std", direct),
+            ("path through the mean", through_mean),
+            ("path through the variance", through_var),
+        ):
+            if weight == 0.0:
+                parts.append(f"no {name}")
+            elif weight != 1.0:
+                parts.append(f"the {name} weighted {weight:g} instead of 1")
         if not eps_in:
-            text += ", with std = sqrt(var) (no eps)"
+            parts.append("std = sqrt(var) without eps")
         if gamma_mode == "missing":
-            text += ", without the factor gamma (dx_hat = dout)"
+            parts.append("no factor gamma (dx_hat = dout)")
         if gamma_mode == "outside":
-            text += ", with gamma taken out of the sums over the features"
+            parts.append("gamma taken out of the sums over the features")
+        text = "the staged derivation of dx with " + ", ".join(parts)
         matches.append((_ordered(ids), text))
     return _choose(matches)
 
