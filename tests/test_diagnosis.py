@@ -262,3 +262,80 @@ def batchnorm_backward(dout, cache):
     exec(UNBIASED_FORWARD + "\ndef batchnorm_backward(dout, cache):\n    pass\n", whole_none)
     for line in grade_lines("bn_backward_dx", whole_none):
         assert "unbiased-variance" not in line and "[returns-none]" in line
+
+
+# ------------------------------------------------------------- random combinations, no guesses
+# Written here independently of diagnose.py: how a student's choice changes the formula, and
+# which catalogue id that choice is.
+TRAIN_MEANS = {
+    "batch": (lambda x, p: x.mean(0), set()),
+    "all": (lambda x, p: x.mean(), {"stats-over-all-elements"}),
+    "example": (lambda x, p: x.mean(1, keepdims=True), {"wrong-axis"}),
+    "running": (lambda x, p: p["running_mean"], {"train-uses-running"}),
+}
+TRAIN_VARS = {
+    "batch": (lambda x, p: x.var(0), set()),
+    "unbiased": (lambda x, p: x.var(0, ddof=1), {"unbiased-variance"}),
+    "all": (lambda x, p: x.var(), {"stats-over-all-elements"}),
+    "running": (lambda x, p: p["running_var"], {"train-uses-running"}),
+    "uncentred": (lambda x, p: (x**2).mean(0), {"var-not-centred"}),
+}
+TEST_MEANS = {
+    "running": (lambda x, p: p["running_mean"], set()),
+    "batch": (lambda x, p: x.mean(0), {"test-uses-batch-stats"}),
+}
+TEST_VARS = {
+    "running": (lambda x, p: p["running_var"], set()),
+    "batch": (lambda x, p: x.var(0), {"test-uses-batch-stats"}),
+}
+EPS = {
+    "inside": (lambda v, e: np.sqrt(v + e), set()),
+    "outside": (lambda v, e: np.sqrt(v) + e, {"eps-outside-sqrt"}),
+}
+AFFINE = {
+    "right": (lambda g, b: (g, b), set()),
+    "swapped": (lambda g, b: (b, g), {"gamma-beta-swapped"}),
+    "missing": (lambda g, b: (1.0, 0.0), {"gamma-beta-missing"}),
+}
+
+
+def random_student(rng, case):
+    """A forward output built from random choices, and the set of mistakes it contains."""
+    x, p = case["x"], case["bn_param"]
+    means, variances = (
+        (TRAIN_MEANS, TRAIN_VARS) if p["mode"] == "train" else (TEST_MEANS, TEST_VARS)
+    )
+    picks = [
+        means[rng.choice(list(means))],
+        variances[rng.choice(list(variances))],
+        EPS[rng.choice(list(EPS))],
+        AFFINE[rng.choice(list(AFFINE))],
+    ]
+    # Without a shift, dividing it too changes nothing: not a mistake one could see.
+    divided = rng.random() < 0.25 and picks[3] is not AFFINE["missing"]
+    (mean_of, m_ids), (var_of, v_ids), (spread_of, e_ids), (affine_of, a_ids) = picks
+    g, b = affine_of(case["gamma"], case["beta"])
+    centred = x - mean_of(x, p)
+    spread = spread_of(var_of(x, p), p["eps"])
+    out = (g * centred + b) / spread if divided else g * centred / spread + b
+    truth = m_ids | v_ids | e_ids | a_ids | ({"shift-divided-by-std"} if divided else set())
+    return out, truth
+
+
+def test_random_combinations_are_named_exactly_or_not_at_all():
+    rng = np.random.default_rng(2024)
+    exact = total = 0
+    for trial in range(150):
+        mode = "train" if trial % 3 else "test"
+        case = bn_case(
+            1000 + trial, n=int(rng.integers(4, 15)), d=int(rng.integers(3, 8)), mode=mode, eps=0.02
+        )
+        got, truth = random_student(rng, case)
+        if not truth:
+            continue
+        ids = found("bn_forward", "out", got, case)
+        assert ids <= truth, (trial, sorted(truth), sorted(ids))
+        if len(truth) <= 2:
+            total += 1
+            exact += ids == truth
+    assert exact / total >= 0.95, (exact, total)

@@ -3,8 +3,9 @@
 Every check draws fresh inputs from cases.py, hands the student copies (so a student who
 mutates them cannot change what the grader compares against), compares with the float64
 reference (reference.py) through compare.mismatch (exact shapes, dtype, NaN, tolerance by
-dtype) and, on a miss, names the catalogued mistake (mistakes.py). One item per compared
-quantity; the cell's score is its points times the share of items passed.
+dtype) and, on a miss, names the mistakes the structural diagnosis finds (mistakes.py,
+diagnose.py), or says which property differs. One item per compared quantity; the cell's score
+is its points times the share of items passed.
 
 Points (26 auto-graded; the notebook adds 4 manually graded points for written answers):
 forward train 3, running statistics 3, test mode 3, properties 2, backward dx 3,

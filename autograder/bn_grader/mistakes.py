@@ -2,18 +2,21 @@
 
 Each mistake is written once, as data:
 
-- an id and the sentence a student reads when their result matches it;
-- the switches that turn the float64 variant implementations below into that mistake
-  (``bn`` for the BN forward pass, 2-D and NHWC; ``spatial_axes`` for NHWC statistics over the
-  wrong axes; ``backward`` for the BN backward passes; ``ln``/``ln_backward`` for layer norm);
+- an id and the sentence a student reads when their result shows it;
+- for the classic ones, the switches that turn the float64 variant implementations below into
+  that mistake (``bn`` for the BN forward pass, 2-D and NHWC; ``spatial_axes`` for NHWC
+  statistics over the wrong axes; ``backward`` for the BN backward passes; ``ln``/``ln_backward``
+  for layer norm);
 - sample submissions: text edits of the solution notebook's code that make exactly this mistake,
   with the grade cells they must cost points on (samples_numpy.py turns them into
   ``bn_grader.samples.Sample`` objects for the pipeline tests and the demo).
 
-When a student's array misses the reference, :func:`diagnose` first looks at its structure
-(shape, NaN, dtype), then compares it with each variant's result on the same inputs: the first
-variant it matches names the mistake. A variant that agrees with the reference on an input is
-skipped there, since it cannot tell anything apart.
+When a student's array misses the reference, :func:`diagnosis` first looks at its structure
+(None, shape, dtype), then asks :mod:`bn_grader.diagnose` which combination of choices (the
+statistics used, where eps sits, gamma and beta in each role, the terms of the backward pass)
+reproduces it; it names a mistake only when every simplest explanation contains it. The variant
+implementations remain the fallback for NHWC statistics over the wrong axes, and the tests use
+them to check that each catalogued mistake really changes the result.
 """
 
 from dataclasses import dataclass, field

@@ -2,8 +2,10 @@
 
 Each mistake is written once: an id, the explanation a student reads, and (where it changes
 numbers) a variant of the float64 reference. When a result misses the reference, the checks
-compute every applicable variant on the same inputs; the variant the result matches names the
-mistake. The sample submissions in ``samples_keras`` inject the same mistakes into the solution.
+compute every combination of up to two settings mistakes on the same inputs
+(:func:`forward_combinations`); the mistakes shared by every simplest combination the result
+matches are named, so two mistakes at once get both names and a tie gets none. The sample
+submissions in ``samples_keras`` inject the same mistakes into the solution.
 """
 
 from dataclasses import dataclass
