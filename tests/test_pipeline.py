@@ -7,7 +7,6 @@ points exactly on the cells its catalogue entry names.
 """
 
 import csv
-import re
 
 import pytest
 
@@ -170,10 +169,21 @@ def test_regrading_one_student_keeps_everyone_elses_grades_and_manual_scores(gra
     assert {sample.name for sample in graded["samples"]} <= statuses
 
 
-def test_score_lines_are_signed_in_autograded_notebooks(graded):
-    path = graded["runtime"] / "autograded" / REFERENCE / "batchnorm" / "bn_numpy.ipynb"
-    text = path.read_text()
-    assert re.search(r"\[grader\] \S+ [0-9.]+ [0-9a-f]{32}", text)
+def test_scores_come_from_the_sandboxed_checks_ledger(graded):
+    """Every auto score in the gradebook is the one the trusted checks recorded."""
+    import nbformat
+
+    from bn_grader.ledger import METADATA_KEY
+
+    scores = graded["scores"]
+    for student in (REFERENCE, UNTOUCHED):
+        for notebook in NOTEBOOKS:
+            path = graded["runtime"] / "autograded" / student / "batchnorm" / f"{notebook}.ipynb"
+            record = nbformat.read(path, as_version=4).metadata[METADATA_KEY]
+            assert record["sandboxed"] is True
+            ledger = {cell: entry["score"] for cell, entry in record["ledger"].items()}
+            assert set(ledger) == set(auto_points(notebook)), (student, notebook)
+            assert ledger == auto_scores(scores, student, notebook)
 
 
 def test_class_report_counts_failures_and_names_mistakes(graded):

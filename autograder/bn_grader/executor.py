@@ -165,10 +165,14 @@ class SandboxedExecute(Execute):
         self.km.kernel_spec.interrupt_mode = "message"
         return self.km
 
-    async def async_start_new_kernel(self, **kwargs):
+    def start_new_kernel(self, **kwargs):
+        # nbconvert's preprocess calls this synchronous wrapper (nbclient binds it to the base
+        # class's coroutine), so the kernel's environment and folder are set here. In the
+        # sandbox bwrap sets them again; without it this is all that keeps the grader's
+        # environment (database URL, runtime path) away from the kernel.
         kwargs["env"] = dict(self._kernel_env)
         kwargs["cwd"] = str(self._task_dir / "work")
-        await super().async_start_new_kernel(**kwargs)
+        return super().start_new_kernel(**kwargs)
 
     # ------------------------------------------------------------------ cells and checks
     def preprocess_cell(self, cell, resources, index):

@@ -1,0 +1,56 @@
+"""A bare `nbgrader autograde` (no coursekit) grades through the kit's executor and ledger.
+
+The formgrader's Autograde button calls the same nbgrader code with the same configuration
+(tests/hub covers the button itself). An attack that reads the model answers from the course
+folder scores 0 through this route, and scores when the sandbox is switched off, which shows
+that the sandbox is what stops it.
+"""
+
+import nbformat
+import pytest
+
+from conftest import auto_points, auto_scores, runtime_env
+from corpus.hostile import build_corpus
+from coursekit.gradebook import cell_scores
+from coursekit.nbgrader_cli import run_nbgrader
+from coursekit.paths import autograded_dir, db_url
+from coursekit.release import release
+from coursekit.submissions import REFERENCE, reference_notebook, write_submission
+
+ATTACK = "attack-steal-answers"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    runtime = tmp_path_factory.mktemp("route") / "runtime"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        runtime_env(monkeypatch, runtime, BNKIT_CELL_TIMEOUT="60")
+        release(release_root=runtime.parent / "release")
+        write_submission(REFERENCE, {"bn_numpy.ipynb": reference_notebook("bn_numpy.ipynb")})
+        build_corpus([ATTACK])
+        yield runtime
+
+
+def _autograde(student, **env):
+    code, output = run_nbgrader(
+        ["autograde", "batchnorm", "--student", student, "--force", "--notebook", "bn_numpy"],
+        env_extra=env,
+        check=False,
+    )
+    assert code == 0, output[-3000:]
+    return auto_scores(cell_scores(db_url()), student, "bn_numpy")
+
+
+def test_bare_nbgrader_autograde_uses_the_sandboxed_executor(released):
+    assert _autograde(REFERENCE) == auto_points("bn_numpy")
+    notebook = nbformat.read(
+        autograded_dir() / REFERENCE / "batchnorm" / "bn_numpy.ipynb", as_version=4
+    )
+    assert notebook.metadata["bnkit_grading"]["sandboxed"] is True
+    stolen = _autograde(ATTACK)
+    assert stolen == {cell: 0.0 for cell in auto_points("bn_numpy")}
+
+
+def test_the_same_attack_scores_without_the_sandbox(released):
+    stolen = _autograde(ATTACK, BNKIT_SANDBOX="0")
+    assert sum(stolen.values()) > 0
