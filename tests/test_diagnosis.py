@@ -339,3 +339,32 @@ def test_random_combinations_are_named_exactly_or_not_at_all():
             total += 1
             exact += ids == truth
     assert exact / total >= 0.95, (exact, total)
+
+
+def test_random_backward_variants_are_named_exactly_or_not_at_all():
+    rng = np.random.default_rng(77)
+    exact = total = 0
+    for trial in range(80):
+        case = bn_case(
+            5000 + trial, n=int(rng.integers(5, 16)), d=int(rng.integers(3, 7)), eps=0.05
+        )
+        switches = {
+            "eps_in_backward": bool(rng.random() < 0.7),
+            "mean_path": bool(rng.random() < 0.7),
+            "var_factor": float(rng.choice([1.0, 1.0, 0.0, 0.5, 2.0])),
+            "use_gamma": bool(rng.random() < 0.8),
+        }
+        truth = set()
+        truth |= set() if switches["eps_in_backward"] else {"eps-missing-backward"}
+        truth |= set() if switches["mean_path"] else {"backward-missing-mean-path"}
+        truth |= {0.0: {"backward-missing-var-path"}, 1.0: set()}.get(
+            switches["var_factor"], {"backward-term-weight"}
+        )
+        truth |= set() if switches["use_gamma"] else {"backward-gamma-missing"}
+        if not truth:
+            continue
+        ids = found("bn_backward", "dx", staged_dx(case, **switches), case, ref_dx(case))
+        assert ids <= truth, (trial, sorted(truth), sorted(ids))
+        total += 1
+        exact += ids == truth
+    assert exact / total >= 0.9, (exact, total)
