@@ -1,1 +1,2 @@
-"""Hostile and broken submissions with the outcome grading must give each (tests, demo, bench)."""
+"""Submissions with the outcome grading must give each: hostile and broken ones (hostile.py),
+and realistic failing ones with their true causes, for the diagnosis (realistic.py)."""
