@@ -57,8 +57,11 @@ def test_loads_the_solution_functions_and_they_match_the_reference():
 
 def test_unfinished_release_functions_are_skipped_in_comparisons(capsys):
     functions = load_functions(NUMPY_RELEASE, NAMES)
-    assert functions.available("batchnorm_forward")  # defined, but only a stub
-    with pytest.raises(NotImplementedError):
+    # Defined, but only the release's stub: not reported as "loaded".
+    assert not functions.available("batchnorm_forward")
+    assert "batchnorm_forward: not available (not implemented yet" in functions.summary()
+    assert "loaded" not in functions.summary()
+    with pytest.raises(MissingFunction, match="not implemented yet"):
         functions.batchnorm_forward(np.zeros((2, 2)), np.ones(2), np.zeros(2), {})
     result = compare_with_numpy(
         "forward",
@@ -71,10 +74,11 @@ def test_unfinished_release_functions_are_skipped_in_comparisons(capsys):
     assert "forward: skipped" in capsys.readouterr().out
 
 
-def test_missing_notebook_gives_stand_ins(tmp_path, capsys):
+def test_missing_notebook_gives_stand_ins(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BNKIT_CHECKER_SOCKET", raising=False)
     functions = load_functions(tmp_path / "nowhere.ipynb", ["batchnorm_forward"])
     assert not functions.available("batchnorm_forward")
-    with pytest.raises(MissingFunction, match="could not read"):
+    with pytest.raises(MissingFunction, match="nowhere.ipynb is not in this folder"):
         functions.batchnorm_forward()
     assert (
         compare_with_numpy(
@@ -118,3 +122,30 @@ def test_compare_reports_the_largest_difference(capsys):
     )
     assert differences == {"out": 0.5}
     assert "largest |Keras - NumPy| = 5.00e-01" in capsys.readouterr().out
+
+
+def test_missing_notebook_while_graded_says_it_was_not_submitted(tmp_path, monkeypatch):
+    monkeypatch.setenv("BNKIT_CHECKER_SOCKET", str(tmp_path / "checker.sock"))
+    functions = load_functions(tmp_path / "bn_numpy.ipynb", ["batchnorm_forward"])
+    assert "bn_numpy.ipynb was not submitted" in functions.summary()
+    assert "could not read" not in functions.summary()
+
+
+def test_a_function_that_only_raises_after_real_code_is_not_a_stub(tmp_path):
+    path = write_notebook(
+        tmp_path / "student.ipynb",
+        [
+            code_cell(
+                'def half(x):\n    """Half."""\n    raise NotImplementedError("half")',
+                grade_id="half",
+                solution=True,
+            ),
+            code_cell(
+                "def done(x):\n    return x\n    raise NotImplementedError('done')",
+                grade_id="done",
+                solution=True,
+            ),
+        ],
+    )
+    functions = load_functions(path, ["half", "done"])
+    assert not functions.available("half") and functions.available("done")

@@ -1,7 +1,9 @@
 """The committed release is exactly what nbgrader makes from solutions/, and holds no answers."""
 
 import json
+import re
 
+import nbformat
 import pytest
 
 from conftest import ASSIGNMENT_SOURCE, GRADER_DIR, KIT_ROOT
@@ -32,14 +34,52 @@ def test_release_has_no_solution_or_hidden_test_markers(marker):
     assert leaks == []
 
 
+def _grading_modules():
+    """Every module of the grading side, found on disk (a new module is covered at once)."""
+    return {
+        path.stem: path
+        for package in ("bn_grader", "corpus", "coursekit")
+        for path in (GRADER_DIR / package).glob("*.py")
+        if path.stem != "__init__"
+    }
+
+
+def test_the_grading_module_list_is_derived_from_the_package():
+    modules = _grading_modules()
+    # Spot checks that the derivation found the package, including the modules a hand-written
+    # list once missed.
+    assert {"cases", "reference", "checks_numpy", "mistakes", "executor", "ledger"} <= set(modules)
+
+
+def _public_notebook_text(path):
+    """A source notebook's text outside its solution and hidden-test regions (signatures...)."""
+    text = "".join(cell.source + "\n" for cell in nbformat.read(path, as_version=4).cells)
+    return re.sub(r"### BEGIN (SOLUTION|HIDDEN TESTS).*?### END \1", "", text, flags=re.S)
+
+
 def test_release_never_calls_or_ships_the_grader():
-    grader_modules = {path.stem for path in (GRADER_DIR / "bn_grader").glob("*.py")}
+    grader_modules = _grading_modules()
     for path, text in release_text().items():
         assert "bn_grader" not in text, path
         assert "coursekit" not in text, path
-    shipped = {path.stem for path in RELEASE.rglob("*.py")}
-    assert not shipped & {"reference", "checks_numpy", "checks_keras", "mistakes", "guard"}
-    assert grader_modules  # the comparison above compared against something
+    shipped = {path.stem for path in RELEASE.rglob("*.py")} - {"__init__"}
+    assert shipped & set(grader_modules) == set()
+
+
+def test_release_holds_no_line_of_grader_code():
+    # Under another file name too: distinctive lines of the grading side that the student-side
+    # package does not share.
+    student_side = "".join(
+        path.read_text() for path in (ASSIGNMENT_SOURCE / "bnkit").glob("*.py")
+    ) + "".join(_public_notebook_text(path) for path in ASSIGNMENT_SOURCE.glob("*.ipynb"))
+    released = "".join(release_text().values())
+    for name, path in _grading_modules().items():
+        lines = {
+            line.strip()
+            for line in path.read_text().splitlines()
+            if len(line.strip()) > 40 and line.strip() not in student_side
+        }
+        assert [line for line in lines if line in released] == [], name
 
 
 def test_release_notebooks_have_no_outputs_or_execution_counts():

@@ -1,8 +1,182 @@
-"""Write feedback HTML for every autograded submission (hidden tests cleared by the config)."""
+"""Feedback a student can read: nbgrader's feedback HTML, with a summary, wrapped and plain.
+
+``generate_feedback`` runs ``nbgrader generate_feedback``; the formgrader's "generate feedback"
+button (the hub's release_feedback route) runs the same converter. Both take their
+preprocessors from nbgrader_config.py, which ends them with :class:`StudentFeedback`:
+
+- a summary at the top: one row per grade cell, what it checked, passed or failed, points;
+- each grade cell's output starts with its own one-line summary, before the detail;
+- internal lines (the grader's per-check tally, which names the check by its id) are dropped;
+- written answers not graded by hand yet say "not graded yet" instead of "0.0 / 2.0";
+- long lines wrap, so the page reads on a 13-inch laptop without horizontal scrolling.
+"""
+
+import html
+import re
+
+from nbconvert.preprocessors import Preprocessor
+from nbformat.v4 import new_markdown_cell
+from traitlets import Bool
 
 from .errors import KitError
 from .nbgrader_cli import run_nbgrader
 from .paths import ASSIGNMENT, autograded_dir, feedback_dir
+
+# The grader's closing tally of one check, e.g. "bn_forward_train: 3/4 checks passed, 2.25/3
+# points": it names the check by its internal id and repeats the score the summary gives.
+TALLY_LINE = re.compile(r"^[A-Za-z0-9_]+: \d+/\d+ checks passed, [\d.]+/[\d.]+ points\s*$")
+
+WRAP_CSS = """
+/* Feedback reads without horizontal scrolling: long code and output lines wrap. */
+pre, div.output_area pre, div.input_area pre, .highlight pre, code {
+  white-space: pre-wrap;
+  overflow-wrap: anywhere;
+  word-break: break-word;
+}
+div.output_area, div.output_subarea, div.input_area, div.inner_cell, div.panel-body {
+  max-width: 100%;
+  overflow-x: hidden;
+}
+div.prompt { min-width: 0; }
+div.output_subarea { max-width: 100%; }
+img { max-width: 100%; height: auto; }
+table.bnkit-summary { width: 100%; table-layout: fixed; }
+table.bnkit-summary td { overflow-wrap: anywhere; vertical-align: top; padding: 0.2em 0.5em; }
+div.bnkit-cell-summary { font-weight: bold; margin: 0.2em 0 0.4em 0; }
+div.bnkit-cell-summary.passed { color: #1a7f37; }
+div.bnkit-cell-summary.failed { color: #c62828; }
+"""
+
+NOT_GRADED = "not graded yet"
+
+
+def _what_it_checks(cell):
+    """The first line of a grade cell's docstring, without the points it repeats."""
+    first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+    text = first.strip().strip('"').strip("'").strip()
+    return re.sub(r"\s*\(\d+(\.\d+)? points?\)\.?$", ".", text) or "Hidden tests."
+
+
+def _status(score, points):
+    if score is None:
+        return NOT_GRADED
+    if score >= points:
+        return "passed"
+    return "failed" if score <= 0 else "partly passed"
+
+
+def _points(value):
+    return f"{float(value):g}"
+
+
+class StudentFeedback(Preprocessor):
+    """The last feedback step: summaries, no internal lines, "not graded yet", wrapping CSS."""
+
+    enabled = Bool(True, help="nbconvert runs a preprocessor only when it is enabled").tag(
+        config=True
+    )
+
+    def preprocess(self, nb, resources):
+        rows = []
+        auto_score = auto_max = pending = 0.0
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade"):
+                continue
+            score, points = meta.get("score"), float(meta.get("points") or 0)
+            status = _status(score, points)
+            if cell.cell_type == "code":
+                what = _what_it_checks(cell)
+                self._summarise_code_cell(cell, what, status, score, points)
+                auto_score += float(score or 0)
+                auto_max += points
+            else:
+                what = "Written answer, read by your instructor."
+                if self._waits_for_hand_grading(meta.get("grade_id"), resources):
+                    score = None
+                    self._mark_not_graded(cell, points)
+                    pending += points
+            status = _status(score, points)
+            rows.append((meta.get("grade_id", ""), what, status, score, points))
+        if rows:
+            nb.cells.insert(0, self._summary_cell(rows, auto_score, auto_max, pending))
+        inlining = resources.setdefault("inlining", {})
+        inlining.setdefault("css", []).append(WRAP_CSS)
+        return nb, resources
+
+    @staticmethod
+    def _waits_for_hand_grading(grade_id, resources):
+        """True when the gradebook has neither a hand-given nor an automatic score for the cell.
+
+        nbgrader's ``Grade.score`` is 0.0 then, which reads as a zero; an empty answer has an
+        automatic 0 and stays a real zero.
+        """
+        info = resources.get("nbgrader", {})
+        if not info.get("db_url") or grade_id is None:
+            return False
+        from nbgrader.api import Gradebook, MissingEntry
+
+        try:
+            with Gradebook(info["db_url"]) as gradebook:
+                grade = gradebook.find_grade(
+                    grade_id, info["notebook"], info["assignment"], info["student"]
+                )
+                return grade.manual_score is None and grade.auto_score is None
+        except MissingEntry:
+            return False
+
+    @staticmethod
+    def _summarise_code_cell(cell, what, status, score, points):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                lines = output.get("text", "").splitlines(keepends=True)
+                output["text"] = "".join(line for line in lines if not TALLY_LINE.match(line))
+                if not output["text"]:
+                    continue
+            kept.append(output)
+        css = "passed" if status == "passed" else "failed"
+        summary = f"{status.capitalize()}: {_points(score or 0)} / {_points(points)} points. {what}"
+        cell["outputs"] = [
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {
+                    "text/html": f'<div class="bnkit-cell-summary {css}">{html.escape(summary)}</div>',
+                    "text/plain": summary,
+                },
+            },
+            *kept,
+        ]
+
+    @staticmethod
+    def _mark_not_graded(cell, points):
+        # nbgrader's template prints a missing score as 0.0; without the grade flag it prints
+        # no score, and the cell says what is going on instead.
+        cell.metadata["nbgrader"]["grade"] = False
+        cell.source = (
+            f"*Written answer ({_points(points)} points): {NOT_GRADED}. Your instructor reads "
+            "it; the score appears here once it is graded.*\n\n" + cell.source
+        )
+
+    @staticmethod
+    def _summary_cell(rows, auto_score, auto_max, pending):
+        lines = [
+            "## Summary",
+            "",
+            f"Graded automatically: **{_points(auto_score)} / {_points(auto_max)} points**."
+            + (f" Written answers: {_points(pending)} points {NOT_GRADED}." if pending else ""),
+            "",
+            "| Cell | What it checks | Result | Points |",
+            "|---|---|---|---|",
+        ]
+        for grade_id, what, status, score, points in rows:
+            shown = "–" if score is None else _points(score)
+            lines.append(
+                f"| [{grade_id}](#{grade_id}) | {what.replace('|', '/')} | {status} "
+                f"| {shown} / {_points(points)} |"
+            )
+        return new_markdown_cell("\n".join(lines))
 
 
 def generate_feedback():

@@ -4,13 +4,69 @@ TensorFlow is imported inside the functions, so the notebook's setup cell can se
 ``TF_*`` environment variables before TensorFlow is first imported.
 """
 
+import contextlib
+import io
+import os
+import sys
+import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .nbimport import MissingFunction
 
 CHANCE_ACCURACY = 0.1  # ten balanced digit classes
+
+
+@dataclass(frozen=True)
+class TensorFlowStartup:
+    """What TensorFlow printed while it was imported, kept out of the notebook's stderr.
+
+    Attributes:
+        text: everything it wrote to stderr while importing (C++ and Python).
+        device_line: one line for people: which device TensorFlow found, and why not a GPU.
+    """
+
+    text: str
+    device_line: str
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and Keras with their start-up messages captured instead of shown.
+
+    TensorFlow's C++ start-up lines ("Could not find cuda drivers on your machine, GPU will
+    not be used.") are written to the process's stderr before ``TF_CPP_MIN_LOG_LEVEL`` applies;
+    in a notebook they show as red blocks. This import sends stderr (the file descriptor and
+    ``sys.stderr``) to a temporary file, then turns what was written into one device line.
+
+    Returns:
+        TensorFlowStartup.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        python_side = io.StringIO()
+        os.dup2(capture.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(python_side):
+                import keras  # noqa: F401  imported for its start-up messages
+                import tensorflow as tf
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace") + python_side.getvalue()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        line = f"Device: {len(gpus)} GPU(s) found; TensorFlow can run on /GPU:0."
+    elif "cuda drivers" in text.lower():
+        line = "Device: no CUDA driver found, so no GPU: everything runs on the CPU."
+    else:
+        line = (
+            "Device: no GPU found (CPU-only TensorFlow or no driver): everything runs on the CPU."
+        )
+    return TensorFlowStartup(text=text, device_line=line)
 
 
 def show_device(device):

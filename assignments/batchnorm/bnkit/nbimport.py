@@ -10,7 +10,10 @@ with your NumPy code simply says why it was skipped.
 
 import ast
 import json
+import os
 from pathlib import Path
+
+GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only while a notebook is being graded
 
 
 class MissingFunction(Exception):
@@ -71,14 +74,43 @@ def _source(cell):
     return "".join(source) if isinstance(source, list) else source
 
 
-def _definitions_only(source):
-    """The top-level def/class/import statements of a cell, as a compiled module (or None)."""
+def _definitions_only(source, stubs):
+    """The top-level def/class/import statements of a cell, as a compiled module (or None).
+
+    Adds to ``stubs`` the names of the functions that are still the release's stub: a body
+    that only raises NotImplementedError (after an optional docstring).
+    """
     tree = ast.parse(source)
     keep = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
     tree.body = [node for node in tree.body if isinstance(node, keep)]
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(node):
+            stubs.add(node.name)
     if not tree.body:
         return None
     return compile(tree, "<notebook cell>", "exec")
+
+
+def _is_stub(function):
+    body = list(function.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the docstring
+    body = [node for node in body if not isinstance(node, ast.Pass)]
+    if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
+        return False
+    raised = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
+    return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+
+
+def _unreadable(path, error):
+    """Why the notebook could not be read, in plain words."""
+    if isinstance(error, FileNotFoundError):
+        if os.environ.get(GRADER_SOCKET_VARIABLE):
+            return f"{path.name} was not submitted"
+        return f"{path.name} is not in this folder (save it next to this notebook)"
+    if isinstance(error, ValueError):
+        return f"{path.name} is not a readable notebook (invalid JSON)"
+    return f"could not read {path} ({type(error).__name__})"
 
 
 def load_functions(path, names, setup_grade_id="setup"):
@@ -97,11 +129,12 @@ def load_functions(path, names, setup_grade_id="setup"):
     path = Path(path)
     namespace = {"__name__": f"notebook_{path.stem}"}
     problems = []
+    stubs = set()
     try:
         notebook = json.loads(path.read_text(encoding="utf-8"))
         cells = [cell for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"]
     except (OSError, ValueError) as error:
-        reason = f"could not read {path} ({type(error).__name__})"
+        reason = _unreadable(path, error)
         return NotebookFunctions(path, {name: _missing(name, reason) for name in names}, [reason])
 
     for cell in cells:
@@ -114,7 +147,7 @@ def load_functions(path, names, setup_grade_id="setup"):
             code = (
                 compile(_source(cell), "<notebook cell>", "exec")
                 if is_setup
-                else _definitions_only(_source(cell))
+                else _definitions_only(_source(cell), stubs)
             )
         except SyntaxError as error:
             problems.append(
@@ -135,6 +168,10 @@ def load_functions(path, names, setup_grade_id="setup"):
             functions[name] = _missing(name, f"no cell of {path} defines it")
         elif not callable(candidate):
             functions[name] = _missing(name, f"it is a {type(candidate).__name__}, not a function")
+        elif name in stubs:
+            functions[name] = _missing(
+                name, "not implemented yet (it still raises NotImplementedError)"
+            )
         else:
             functions[name] = candidate
     return NotebookFunctions(path, functions, problems)

@@ -1,16 +1,29 @@
 """Checks you can run before submitting: shapes, the hand-worked example, the commonest mistakes.
 
-They use small public inputs and the formulas stated in the notebook; passing them does not
+They use small public inputs and the formulas stated in the notebooks; passing them does not
 guarantee full marks (the grader uses other inputs and checks more), failing one means a
 graded check will fail too. Each check prints ``[ok]`` or ``[problem]`` lines and returns
 True when everything was ok.
+
+Grade cells call :func:`confirm`: it runs the public checks of that cell quietly and prints one
+summary line (and the problems). Under nbgrader's Validate (the Validate button or
+``nbgrader validate``, which set ``NBGRADER_VALIDATING=1``) a problem also fails the cell, so
+Validate says "failed" for a notebook whose functions are unfinished. When your notebook is
+graded, :func:`confirm` only reports: the grade comes from the hidden tests alone.
 """
 
 import contextlib
+import io
+import os
+import sys
+import warnings
 
 import numpy as np
 
 from .gradcheck import eval_numerical_gradient_array, rel_error
+
+# A correct float64 backward pass checked numerically with h = 1e-5 shows about 1e-10 to 1e-8.
+GRADIENT_TOLERANCE = 1e-7
 
 
 class _Checker:
@@ -18,13 +31,14 @@ class _Checker:
         self.name = name
         self.good = True
 
-    def expect(self, condition, what, hint=""):
+    def expect(self, condition, what, hint="", failed=None):
+        """Print ``[ok] what`` or ``[problem] failed`` (default: ``what``) with the hint."""
         if condition:
             print(f"[ok] {self.name}: {what}")
         else:
             self.good = False
-            print(f"[problem] {self.name}: {what}" + (f" -- {hint}" if hint else ""))
-        return condition
+            print(f"[problem] {self.name}: {failed or what}" + (f" -- {hint}" if hint else ""))
+        return bool(condition)
 
     def shape(self, value, shape, what):
         got = getattr(value, "shape", type(value).__name__)
@@ -139,10 +153,46 @@ def check_batchnorm_forward(batchnorm_forward):
         except Exception as error:  # noqa: BLE001
             raised = error
         check.expect(isinstance(raised, ValueError), 'mode "eval" raises ValueError')
+        _check_eps(check, batchnorm_forward, rng, gamma, beta)
     return check.good
 
 
-def _check_backward(check, forward, backward, x, gamma, beta, param):
+def _check_eps(check, batchnorm_forward, rng, gamma, beta):
+    """Where eps sits only shows when the variance is not large next to eps (FACTS)."""
+    eps = 1e-3
+    small = rng.normal(0.0, 0.05, size=(8, 4))
+    small[:, 3] = 0.7  # a constant feature: variance 0
+    param = _param("train", 4, eps=eps)
+    out, _ = batchnorm_forward(small, gamma, beta, param)
+    expected = gamma * (small - small.mean(axis=0)) / np.sqrt(small.var(axis=0) + eps) + beta
+    finite = isinstance(out, np.ndarray) and out.shape == small.shape and np.all(np.isfinite(out))
+    check.expect(
+        finite,
+        "a constant feature (variance 0) gives a finite output",
+        "divide by sqrt(var + eps): without eps a zero variance gives 0 / 0 = nan",
+    )
+    check.expect(
+        finite and np.allclose(out, expected, rtol=1e-6, atol=1e-8),
+        "train mode with a small variance (std 0.05, eps 1e-3): eps inside the square root",
+        "(x - mean) / sqrt(var + eps), not / (sqrt(var) + eps) or / sqrt(var)",
+    )
+    test_param = _param("test", 4, eps=eps)
+    test_param["running_var"] = np.array([0.01, 0.0025, 4.0, 0.0])
+    test_param["running_mean"] = np.array([0.1, -0.1, 0.0, 0.7])
+    out, _ = batchnorm_forward(small, gamma, beta, test_param)
+    expected = (
+        gamma * (small - test_param["running_mean"]) / np.sqrt(test_param["running_var"] + eps)
+    )
+    check.expect(
+        isinstance(out, np.ndarray)
+        and out.shape == small.shape
+        and np.allclose(out, expected + beta, rtol=1e-6, atol=1e-8),
+        "test mode with small running variances (eps 1e-3): eps inside the square root",
+        "(x - running_mean) / sqrt(running_var + eps) in test mode too",
+    )
+
+
+def _check_backward(check, forward, backward, x, gamma, beta, param, hints=None):
     dout = np.random.default_rng(1).normal(size=x.shape)
     out, cache = forward(x, gamma, beta, dict(param))
     dx, dgamma, dbeta = backward(dout, cache)
@@ -162,10 +212,16 @@ def _check_backward(check, forward, backward, x, gamma, beta, param):
     for name, analytic in [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)]:
         if np.shape(analytic) == numeric[name].shape:
             error = rel_error(analytic, numeric[name])
+            hint = (hints or {}).get(name, "")
+            if callable(hint):
+                hint = hint(analytic, x, gamma, dout)
             check.expect(
-                error < 1e-6,
-                f"{name} matches the numerical gradient (relative error {error:.1e})",
-                "expect below 1e-7; check the paths through the mean and the variance",
+                error < GRADIENT_TOLERANCE,
+                f"{name} matches the numerical gradient (relative error {error:.1e}, "
+                f"below {GRADIENT_TOLERANCE:.0e})",
+                hint or "check the paths through the mean and the variance",
+                failed=f"{name} does not match the numerical gradient: relative error "
+                f"{error:.1e}, expected below {GRADIENT_TOLERANCE:.0e}",
             )
 
 
@@ -248,5 +304,461 @@ def check_layernorm(layernorm_forward, layernorm_backward):
             rng.normal(size=5),
             rng.normal(size=5),
             {"eps": 1e-5},
+            hints={"dx": _layernorm_dx_hint},
         )
     return check.good
+
+
+def _layernorm_dx_hint(dx, x, gamma, dout, eps=1e-5):
+    """Name the classic layer-norm dx mistake: Part C's formula with gamma outside the sums."""
+    x_hat = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    std = np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    d = x.shape[1]
+    part_c_swapped = (
+        gamma
+        * (
+            d * dout
+            - dout.sum(axis=1, keepdims=True)
+            - x_hat * (dout * x_hat).sum(axis=1, keepdims=True)
+        )
+        / (d * std)
+    )
+    if np.shape(dx) == x.shape and rel_error(dx, part_c_swapped) < 1e-6:
+        return (
+            "this is Part C's closed form with the axes swapped and gamma outside the sums; in "
+            "layer norm gamma varies along the normalised axis, so start from g = gamma * dout "
+            "and sum g and g * x_hat over axis 1: dx = (D g - sum(g) - x_hat sum(g x_hat)) / (D std)"
+        )
+    return (
+        "the mean and variance paths sum over the features of each example (axis 1), and "
+        "g = gamma * dout goes inside those sums"
+    )
+
+
+# ------------------------------------------------------------------------- bn_keras.ipynb
+def _keras_reference(x, gamma, beta, mean, var, eps):
+    return gamma * (x - mean) / np.sqrt(var + eps) + beta
+
+
+def check_choose_device(choose_device):
+    """Public checks of choose_device: an empty GPU list and a list with one GPU."""
+    check = _Checker("choose_device")
+    with _guard(check):
+        import tensorflow as tf
+
+        cpu = choose_device([])
+        check.expect(cpu == "/CPU:0", 'no GPU listed gives "/CPU:0"', f"got {cpu!r}")
+        one_gpu = [tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")]
+        gpu = choose_device(one_gpu)
+        check.expect(gpu == "/GPU:0", 'one GPU listed gives "/GPU:0"', f"got {gpu!r}")
+    return check.good
+
+
+_DEMO_PARAM = {
+    "eps": 1e-5,
+    "momentum": 0.9,
+    "running_mean": np.array([1.0, -1.0, 0.5]),
+    "running_var": np.array([4.0, 0.25, 2.0]),
+}
+_DEMO_GAMMA, _DEMO_BETA = np.array([2.0, 1.0, 0.5]), np.array([0.5, 0.0, -1.0])
+
+
+def _demo_param(mode):
+    return dict(
+        _DEMO_PARAM,
+        mode=mode,
+        running_mean=_DEMO_PARAM["running_mean"].copy(),
+        running_var=_DEMO_PARAM["running_var"].copy(),
+    )
+
+
+def check_make_keras_bn(make_keras_bn):
+    """Public checks of make_keras_bn: class, momentum, epsilon, dtype and the four weights."""
+    check = _Checker("make_keras_bn")
+    with _guard(check):
+        import keras
+
+        layer = make_keras_bn(_demo_param("test"), _DEMO_GAMMA, _DEMO_BETA, (None, 3))
+        check.expect(
+            isinstance(layer, keras.layers.BatchNormalization),
+            "returns a keras.layers.BatchNormalization",
+            f"got {type(layer).__name__}",
+        )
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            return check.good
+        check.expect(
+            np.isclose(layer.momentum, 0.9) and np.isclose(layer.epsilon, 1e-5),
+            "momentum 0.9 and epsilon 1e-5 come from bn_param",
+            f"got momentum {layer.momentum}, epsilon {layer.epsilon}; pass momentum= and "
+            "epsilon= (Keras's defaults are 0.99 and 1e-3)",
+        )
+        check.expect(
+            str(layer.dtype) == "float64",
+            'dtype="float64" by default',
+            f"got {layer.dtype}; pass dtype=dtype to the layer",
+        )
+        check.expect(
+            layer.trainable is True,
+            "the layer is trainable (training=True can use the batch statistics)",
+            "a layer with trainable=False runs in inference mode even with training=True",
+        )
+        for name, expected in [
+            ("gamma", _DEMO_GAMMA),
+            ("beta", _DEMO_BETA),
+            ("moving_mean", _DEMO_PARAM["running_mean"]),
+            ("moving_variance", _DEMO_PARAM["running_var"]),
+        ]:
+            value = np.asarray(getattr(layer, name))
+            check.expect(
+                value.shape == expected.shape and np.allclose(value, expected),
+                f"layer.{name} is set",
+                f"expected {expected}, got {np.round(value, 4)}",
+            )
+    return check.good
+
+
+def check_keras_bn_forward(keras_bn_forward):
+    """Public checks of keras_bn_forward: both modes and the moving statistics, in float64."""
+    check = _Checker("keras_bn_forward")
+    with _guard(check):
+        x = np.random.default_rng(5).normal(2.0, 1.5, size=(6, 3))
+        param = _demo_param("train")
+        out = keras_bn_forward(x, _DEMO_GAMMA, _DEMO_BETA, param)
+        expected = _keras_reference(x, _DEMO_GAMMA, _DEMO_BETA, x.mean(0), x.var(0), 1e-5)
+        check.expect(
+            isinstance(out, np.ndarray),
+            "returns a NumPy array",
+            f"got {type(out).__name__}; return out.numpy()",
+        )
+        check.expect(
+            np.shape(out) == x.shape and np.allclose(out, expected, atol=1e-8),
+            "train mode normalises with the batch statistics",
+            "call the layer with training=True when mode is 'train'",
+        )
+        moving_mean = 0.9 * _DEMO_PARAM["running_mean"] + 0.1 * x.mean(0)
+        moving_var = 0.9 * _DEMO_PARAM["running_var"] + 0.1 * x.var(0)
+        check.expect(
+            np.allclose(np.asarray(param["running_mean"]), moving_mean)
+            and np.allclose(np.asarray(param["running_var"]), moving_var),
+            "train mode writes the layer's moving statistics back into bn_param",
+            'bn_param["running_mean"] = layer.moving_mean.numpy(), and the same for the variance',
+        )
+        param = _demo_param("test")
+        out = keras_bn_forward(x, _DEMO_GAMMA, _DEMO_BETA, param)
+        expected = _keras_reference(
+            x,
+            _DEMO_GAMMA,
+            _DEMO_BETA,
+            _DEMO_PARAM["running_mean"],
+            _DEMO_PARAM["running_var"],
+            1e-5,
+        )
+        check.expect(
+            np.shape(out) == x.shape and np.allclose(np.asarray(out), expected, atol=1e-8),
+            "test mode normalises with the moving statistics",
+            "call the layer with training=False when mode is 'test'",
+        )
+        check.expect(
+            np.array_equal(np.asarray(param["running_mean"]), _DEMO_PARAM["running_mean"])
+            and np.array_equal(np.asarray(param["running_var"]), _DEMO_PARAM["running_var"]),
+            "test mode leaves bn_param unchanged",
+        )
+    return check.good
+
+
+def _bn_gradients(x, gamma, dout, eps, axes):
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    count = x.size // x.shape[-1]
+    dbeta, dgamma = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
+    dx = gamma / (count * np.sqrt(var + eps)) * (count * dout - dbeta - x_hat * dgamma)
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta}
+
+
+def _check_keras_gradients(check, keras_bn_backward, x, gamma, beta):
+    dout = np.random.default_rng(6).normal(size=x.shape)
+    got = keras_bn_backward(x, gamma, beta, _demo_param("train") | _channels(x), dout)
+    axes = tuple(range(x.ndim - 1))
+    expected = _bn_gradients(x, gamma, dout, 1e-5, axes)
+    if not (isinstance(got, tuple | list) and len(got) == 3):
+        check.expect(False, "returns (dx, dgamma, dbeta)", f"got {type(got).__name__}")
+        return
+    for name, value in zip(("dx", "dgamma", "dbeta"), got, strict=True):
+        value = np.asarray(value) if value is not None else None
+        check.expect(
+            value is not None
+            and value.shape == expected[name].shape
+            and np.allclose(value, expected[name], atol=1e-8),
+            f"{name} for x of shape {x.shape}",
+            "None means the tape did not see the variable: tape.watch(x) and ask for "
+            "layer.gamma and layer.beta"
+            if value is None
+            else f"expected shape {expected[name].shape}, got {value.shape}",
+        )
+
+
+def _channels(x):
+    channels = x.shape[-1]
+    return {
+        "running_mean": np.resize(_DEMO_PARAM["running_mean"], channels),
+        "running_var": np.resize(_DEMO_PARAM["running_var"], channels),
+    }
+
+
+def check_keras_bn_backward(keras_bn_backward):
+    """Public checks of keras_bn_backward: the three gradients in float64 against the formula."""
+    check = _Checker("keras_bn_backward")
+    with _guard(check):
+        x = np.random.default_rng(7).normal(1.0, 2.0, size=(5, 3))
+        _check_keras_gradients(check, keras_bn_backward, x, _DEMO_GAMMA, _DEMO_BETA)
+    return check.good
+
+
+def check_keras_nhwc(keras_bn_forward, keras_bn_backward):
+    """Public checks on NHWC images: statistics per channel (last axis), forward and gradients."""
+    check = _Checker("keras NHWC")
+    with _guard(check):
+        x = np.random.default_rng(8).normal(1.0, 2.0, size=(2, 3, 4, 2))
+        gamma, beta = np.array([1.5, 0.5]), np.array([0.2, -0.1])
+        param = _demo_param("train") | _channels(x)
+        out = keras_bn_forward(x, gamma, beta, param)
+        expected = _keras_reference(x, gamma, beta, x.mean((0, 1, 2)), x.var((0, 1, 2)), 1e-5)
+        check.expect(
+            np.shape(out) == x.shape and np.allclose(np.asarray(out), expected, atol=1e-8),
+            "keras_bn_forward on (2, 3, 4, 2) images: one mean and variance per channel",
+            "build the layer with axis=-1 (channels last) and input_shape (None, H, W, C)",
+        )
+        _check_keras_gradients(check, keras_bn_backward, x, gamma, beta)
+    return check.good
+
+
+def check_used_batch_statistics(used_batch_statistics):
+    """Public checks of the mode detector on a training-mode and an inference-mode output."""
+    check = _Checker("used_batch_statistics")
+    with _guard(check):
+        x = np.random.default_rng(9).normal(0.0, 1.0, size=(16, 3))
+        moving_mean, moving_var = np.full(3, 3.0), np.full(3, 4.0)
+        state = (_DEMO_GAMMA, _DEMO_BETA, moving_mean, moving_var, 1e-3)
+        train_y = _keras_reference(x, _DEMO_GAMMA, _DEMO_BETA, x.mean(0), x.var(0), 1e-3)
+        test_y = _keras_reference(x, _DEMO_GAMMA, _DEMO_BETA, moving_mean, moving_var, 1e-3)
+        for label, y, expected in [("training", train_y, True), ("inference", test_y, False)]:
+            got = used_batch_statistics(x, y.astype(np.float32), *state)
+            check.expect(
+                got is expected or got == expected,
+                f"a float32 {label}-mode output gives {expected}",
+                f"got {got!r}; compare y with both formulas (biased batch variance) within "
+                "a relative tolerance of 1e-3",
+            )
+    return check.good
+
+
+MODE_CHOICES = ("training", "inference")
+FROZEN_FIT_CHOICES = ("updated", "unchanged")
+
+
+def check_mode_answers(mode_answers):
+    """Public checks of MODE_ANSWERS: every entry filled in with an allowed word (not right or
+    wrong: that is for the verification cell and the grader)."""
+    check = _Checker("MODE_ANSWERS")
+    with _guard(check):
+        from .keras_helpers import MODE_SCENARIOS
+
+        if not isinstance(mode_answers, dict):
+            check.expect(False, "is a dict", f"got {type(mode_answers).__name__}")
+            return check.good
+        for scenario in MODE_SCENARIOS:
+            choices = FROZEN_FIT_CHOICES if "moving statistics" in scenario else MODE_CHOICES
+            answer = mode_answers.get(scenario)
+            check.expect(
+                answer in choices,
+                f"{scenario!r} is answered",
+                f"got {answer!r}; write one of {' or '.join(map(repr, choices))}",
+            )
+    return check.good
+
+
+def _layer_kinds(model):
+    import keras
+
+    kinds = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            kinds.append("bn")
+        elif isinstance(layer, keras.layers.Dense):
+            kinds.append("dense")
+        elif isinstance(layer, keras.layers.Conv2D):
+            kinds.append("conv")
+    return kinds
+
+
+def _dense_before_bn_is_linear(model):
+    import keras
+
+    layers = list(getattr(model, "layers", []))
+    for before, layer in zip(layers, layers[1:], strict=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if not isinstance(before, keras.layers.Dense):
+                return False
+            if getattr(before.activation, "__name__", "") != "linear":
+                return False
+    return True
+
+
+def check_build_mlp(build_mlp):
+    """Public checks of build_mlp: output shape, and three BN layers exactly when use_bn."""
+    check = _Checker("build_mlp")
+    with _guard(check):
+        for use_bn in (True, False):
+            model = build_mlp(use_bn, "sigmoid")
+            shape = tuple(model.output_shape) if hasattr(model, "output_shape") else None
+            check.expect(
+                shape == (None, 10),
+                f"build_mlp({use_bn}) maps (N, 64) to (N, 10)",
+                f"got output shape {shape}",
+            )
+            kinds = _layer_kinds(model)
+            if use_bn:
+                check.expect(
+                    _dense_before_bn_is_linear(model),
+                    "with BN each hidden block is Dense (no activation) -> BN -> activation",
+                    "give the Dense layer no activation and put Activation(activation) after "
+                    "BatchNormalization, the order this notebook asks for",
+                )
+            check.expect(
+                kinds.count("dense") == 4 and kinds.count("bn") == (3 if use_bn else 0),
+                f"build_mlp({use_bn}) has 4 Dense layers and {3 if use_bn else 0} "
+                "BatchNormalization layers",
+                f"got {kinds.count('dense')} Dense and {kinds.count('bn')} BatchNormalization",
+            )
+        model = build_mlp(True, "relu", momentum=0.9)
+        momenta = [float(layer.momentum) for layer in model.layers if hasattr(layer, "moving_mean")]
+        check.expect(
+            momenta and all(np.isclose(m, 0.9) for m in momenta),
+            "momentum=0.9 reaches every BatchNormalization layer",
+            f"got {momenta}; pass momentum=momentum to BatchNormalization",
+        )
+    return check.good
+
+
+def check_build_cnn(build_cnn):
+    """Public checks of build_cnn: output shape, two Conv2D and two BatchNormalization layers."""
+    check = _Checker("build_cnn")
+    with _guard(check):
+        model = build_cnn()
+        shape = tuple(model.output_shape) if hasattr(model, "output_shape") else None
+        check.expect(
+            shape == (None, 10), "maps (N, 8, 8, 1) to (N, 10)", f"got output shape {shape}"
+        )
+        kinds = _layer_kinds(model)
+        check.expect(
+            kinds.count("conv") == 2 and kinds.count("bn") == 2,
+            "two Conv2D and two BatchNormalization layers",
+            f"got {kinds.count('conv')} Conv2D and {kinds.count('bn')} BatchNormalization",
+        )
+    return check.good
+
+
+EXPERIMENT_RUNS = (
+    "sigmoid",
+    "sigmoid+BN",
+    "relu lr 0.1",
+    "relu+BN lr 0.1",
+    "relu lr 1",
+    "relu+BN lr 1",
+    "cnn+BN",
+    "sigmoid+BN momentum 0.9",
+)
+
+
+def check_experiments(histories):
+    """Public checks of HISTORIES: every run of Part G recorded with its curves."""
+    check = _Checker("HISTORIES")
+    with _guard(check):
+        histories = histories if isinstance(histories, dict) else {}
+        for run in EXPERIMENT_RUNS:
+            curve = histories.get(run, {}).get("val_accuracy") if run in histories else None
+            check.expect(
+                bool(curve),
+                f"run {run!r} is recorded",
+                "not run yet: run its experiment cell (names as in the text)",
+            )
+    return check.good
+
+
+# ----------------------------------------------------------------------- grade cells
+# Grade-cell suite -> (check function, names of the notebook's globals it takes).
+SUITES = {
+    "batchnorm_forward": (check_batchnorm_forward, ("batchnorm_forward",)),
+    "batchnorm_backward": (check_batchnorm_backward, ("batchnorm_forward", "batchnorm_backward")),
+    "batchnorm_backward_alt": (
+        check_batchnorm_backward,
+        ("batchnorm_forward", "batchnorm_backward_alt"),
+    ),
+    "spatial": (check_spatial, ("spatial_batchnorm_forward", "spatial_batchnorm_backward")),
+    "layernorm": (check_layernorm, ("layernorm_forward", "layernorm_backward")),
+    "choose_device": (check_choose_device, ("choose_device",)),
+    "make_keras_bn": (check_make_keras_bn, ("make_keras_bn",)),
+    "keras_bn_forward": (check_keras_bn_forward, ("keras_bn_forward",)),
+    "keras_bn_backward": (check_keras_bn_backward, ("keras_bn_backward",)),
+    "keras_nhwc": (check_keras_nhwc, ("keras_bn_forward", "keras_bn_backward")),
+    "used_batch_statistics": (check_used_batch_statistics, ("used_batch_statistics",)),
+    "mode_answers": (check_mode_answers, ("MODE_ANSWERS",)),
+    "build_mlp": (check_build_mlp, ("build_mlp",)),
+    "build_cnn": (check_build_cnn, ("build_cnn",)),
+    "experiments": (check_experiments, ("HISTORIES",)),
+}
+GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only when the notebook is being graded
+MAX_PROBLEM_LINES = 6
+
+
+def run_suite(suite, namespace):
+    """Run one suite quietly on the objects of ``namespace``; return its ``[problem]`` lines."""
+    check_function, names = SUITES[suite]
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        return [f"[problem] {name} is not defined: run its cell first" for name in missing]
+    captured = io.StringIO()
+    try:
+        with (
+            contextlib.redirect_stdout(captured),
+            contextlib.redirect_stderr(captured),
+            warnings.catch_warnings(),
+            np.errstate(all="ignore"),
+        ):
+            warnings.simplefilter("ignore")
+            check_function(*(namespace[name] for name in names))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001  a public check must never break the cell
+        return [f"[problem] {suite}: the public checks stopped ({type(error).__name__}: {error})"]
+    return [line for line in captured.getvalue().splitlines() if line.startswith("[problem]")]
+
+
+def confirm(suite):
+    """What a grade cell runs before its hidden tests: the public checks of ``suite``, quietly.
+
+    Prints one summary line, then up to six ``[problem]`` lines. Never raises and never writes
+    to stderr, except under nbgrader's Validate (``NBGRADER_VALIDATING=1``, no grader attached):
+    then a problem is also written to stderr, which makes Validate count the cell as failed.
+
+    Args:
+        suite: a key of :data:`SUITES`, e.g. ``"batchnorm_forward"``.
+
+    Returns:
+        None (so the cell shows no ``Out[n]`` value).
+    """
+    namespace = sys._getframe(1).f_globals
+    problems = run_suite(suite, namespace)
+    graded = bool(os.environ.get(GRADER_SOCKET_VARIABLE))
+    if not problems:
+        later = "" if graded else " The hidden tests run when your notebook is graded."
+        print(f"Public checks of {suite}: all passed.{later}")
+        return None
+    print(f"Public checks of {suite}: {len(problems)} problem(s), see the try-it cell above.")
+    for line in problems[:MAX_PROBLEM_LINES]:
+        print(f"  {line}")
+    validating = os.environ.get("NBGRADER_VALIDATING") == "1"
+    if validating and not graded:
+        sys.stderr.write(f"Validate: the public checks of {suite} found a problem:\n")
+        sys.stderr.write(f"  {problems[0]}\n")
+    return None
