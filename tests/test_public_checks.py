@@ -216,7 +216,8 @@ def test_confirm_writes_stderr_only_under_validate(
     assert _confirm_in(dict(namespace, suite="batchnorm_forward"), "batchnorm_forward") is None
     captured = capsys.readouterr()
     assert "Public checks of batchnorm_forward: 1 problem(s)" in captured.out
-    assert "still raises NotImplementedError" in captured.out
+    # When graded, the hidden tests' lines follow: the public problems are only counted.
+    assert ("still raises NotImplementedError" in captured.out) is (not graded)
     assert bool(captured.err) is stderr_expected
 
 

@@ -737,9 +737,10 @@ def run_suite(suite, namespace):
 def confirm(suite):
     """What a grade cell runs before its hidden tests: the public checks of ``suite``, quietly.
 
-    Prints one summary line, then up to six ``[problem]`` lines. Never raises and never writes
-    to stderr, except under nbgrader's Validate (``NBGRADER_VALIDATING=1``, no grader attached):
-    then a problem is also written to stderr, which makes Validate count the cell as failed.
+    Prints one summary line, then (when not graded) up to six ``[problem]`` lines. Never raises
+    and never writes to stderr, except under nbgrader's Validate (``NBGRADER_VALIDATING=1``, no
+    grader attached): then a problem is also written to stderr, which makes Validate count the
+    cell as failed.
 
     Args:
         suite: a key of :data:`SUITES`, e.g. ``"batchnorm_forward"``.
@@ -755,6 +756,8 @@ def confirm(suite):
         print(f"Public checks of {suite}: all passed.{later}")
         return None
     print(f"Public checks of {suite}: {len(problems)} problem(s), see the try-it cell above.")
+    if graded:
+        return None  # the hidden tests' [FAIL] lines that follow say more
     for line in problems[:MAX_PROBLEM_LINES]:
         print(f"  {line}")
     validating = os.environ.get("NBGRADER_VALIDATING") == "1"
