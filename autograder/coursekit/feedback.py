@@ -40,8 +40,8 @@ div.output_area, div.output_subarea, div.input_area, div.inner_cell, div.panel-b
 div.prompt { min-width: 0; }
 div.output_subarea { max-width: 100%; }
 img { max-width: 100%; height: auto; }
-table.bnkit-summary { width: 100%; table-layout: fixed; }
-table.bnkit-summary td { overflow-wrap: anywhere; vertical-align: top; padding: 0.2em 0.5em; }
+div.rendered_html table { max-width: 100%; table-layout: auto; }
+div.rendered_html td, div.rendered_html th { overflow-wrap: anywhere; vertical-align: top; }
 div.bnkit-cell-summary { font-weight: bold; margin: 0.2em 0 0.4em 0; }
 div.bnkit-cell-summary.passed { color: #1a7f37; }
 div.bnkit-cell-summary.failed { color: #c62828; }
