@@ -359,8 +359,9 @@ def grade(
         memory_limit_mb: address-space limit per grading task.
         sandbox: run kernels in bubblewrap (stops with how to install it when missing);
             False grades without it and marks every notebook ``unsandboxed``.
-        scheduler: address of a Dask scheduler (``tcp://host:port``): grade there instead of
-            in the local pool (:mod:`coursekit.cluster`).
+        scheduler: a Dask scheduler's address (``tcp://host:port``), a ``distributed.Client``
+            or a Dask cluster object (dask-jobqueue, dask-kubernetes, Dask Gateway): grade there
+            instead of in the local pool (:mod:`coursekit.cluster`).
         regrade_all: grade every notebook, also those unchanged since their last outcome.
 
     Returns:

@@ -1,0 +1,193 @@
+"""Grading on a loopback Dask cluster against the local pool, and the parent's own cost per task.
+
+1. Throughput: the same ``--count`` submissions of bn_numpy.ipynb (the reference and the NumPy
+   mistake samples, repeated) graded by ``grade(workers=2)`` (local pool) and by
+   ``grade(scheduler=...)`` on a loopback cluster of two one-thread Dask workers, each in its
+   own runtime folder. Target: the cluster within 10% of the local pool.
+2. The parent's cost per task: ``--noop`` tasks that do no notebook work. Each returns a
+   canned result (a real autograded notebook and a private gradebook, made once by grading one
+   submission, relabelled per student), so the parent does all its real per-task work: send
+   the task, receive the bytes, write them, merge the grades into the course gradebook, copy
+   the autograded folder, record the digest and the status. Extrapolated linearly to 1,000
+   students. Target: under 60 s for 1,000 tasks.
+
+Prints a table; not a test. The machine's load average is printed too: on a shared 2-core
+machine the throughput figures move with it.
+
+Usage: PYTHONPATH=autograder .venv/bin/python bench/bench_cluster.py [--count 8] [--noop 200]
+"""
+
+import argparse
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "autograder"))
+
+from bn_grader.samples import all_samples  # noqa: E402
+from coursekit import cluster  # noqa: E402
+from coursekit.grade import grade  # noqa: E402
+from coursekit.loopback import LoopbackCluster  # noqa: E402
+from coursekit.paths import tool_env  # noqa: E402
+from coursekit.release import release  # noqa: E402
+from coursekit.submissions import apply_edits, reference_notebook, write_submission  # noqa: E402
+
+NUMPY = "bn_numpy.ipynb"
+
+
+def write_submissions(count):
+    makers = [("reference", lambda: reference_notebook(NUMPY))]
+    for sample in all_samples():
+        if sample.notebook == NUMPY:
+            makers.append(
+                (
+                    sample.name,
+                    lambda s=sample: apply_edits(reference_notebook(NUMPY), s.edits, s.name),
+                )
+            )
+    students = []
+    for index in range(count):
+        name, make = makers[index % len(makers)]
+        student = f"{index:04d}-{name}"
+        write_submission(student, {NUMPY: make()})
+        students.append(student)
+    return students
+
+
+def fresh_runtime(base, label, secret=None):
+    runtime = base / label / "runtime"
+    os.environ["BNKIT_RUNTIME"] = str(runtime)
+    release(release_root=base / label / "release")
+    if secret:
+        shutil.copy2(secret, runtime / "grading.secret")
+    return runtime
+
+
+def time_grade(**kwargs):
+    started = time.perf_counter()
+    run = grade(show_progress=False, regrade_all=True, **kwargs)
+    return time.perf_counter() - started, run
+
+
+def relabelled_gradebook(template_db, old_student, new_student, destination):
+    """A copy of a worker's private gradebook whose one student is called ``new_student``."""
+    shutil.copy2(template_db, destination)
+    with sqlite3.connect(destination) as db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute("UPDATE student SET id = ? WHERE id = ?", (new_student, old_student))
+        db.execute(
+            "UPDATE submitted_assignment SET student_id = ? WHERE student_id = ?",
+            (new_student, old_student),
+        )
+    return destination.read_bytes()
+
+
+def canned_results(base, template_runtime, template_student, students):
+    """{task key: grade_task-like result} for ``students``, from one graded template."""
+    from coursekit.gradebook import copy_sqlite
+
+    folder = template_runtime / "autograded" / template_student / "batchnorm"
+    files = cluster._folder_bytes(folder)
+    template_db = base / "template.db"
+    copy_sqlite(f"sqlite:///{template_runtime / 'gradebook.db'}", template_db)
+    results = {}
+    for student in students:
+        results[f"{student}__bn_numpy"] = {
+            "status": "graded",
+            "detail": "",
+            "flags": "",
+            "files": files,
+            "gradebook_z": zlib.compress(
+                relabelled_gradebook(template_db, template_student, student, base / "relabelled.db")
+            ),
+            "log": "no-op task",
+            "kernel_stderr": "",
+            "worker": "no-op",
+            "seconds": 0.0,
+        }
+    return results
+
+
+def time_noop_tasks(base, address, template_runtime, template_student, count, secret):
+    """Seconds the parent spends on ``count`` tasks that do no notebook work on the workers."""
+    fresh_runtime(base, "noop", secret)
+    students = write_submissions(count)
+    canned = canned_results(base, template_runtime, template_student, students)
+    original_spec = cluster.DaskExecutor._spec
+    original_entry = cluster.remote_entry
+
+    def spec_with_result(self, task):
+        spec = original_spec(self, task)
+        spec["canned"] = canned[task.key]
+        return spec
+
+    def noop_entry():
+        def return_canned(spec):
+            return spec["canned"]
+
+        return return_canned
+
+    cluster.DaskExecutor._spec = spec_with_result
+    cluster.remote_entry = noop_entry
+    try:
+        seconds, run = time_grade(scheduler=address)
+    finally:
+        cluster.DaskExecutor._spec = original_spec
+        cluster.remote_entry = original_entry
+    graded = sum(1 for item in run if item.status == "graded")
+    return seconds, graded
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=8, help="submissions graded for real")
+    parser.add_argument("--noop", type=int, default=200, help="no-op tasks for the parent cost")
+    args = parser.parse_args()
+    os.environ.update(tool_env())
+    base = Path(tempfile.mkdtemp(prefix="bnkit-bench-cluster-"))
+    loads = []
+    try:
+        local_runtime = fresh_runtime(base, "local")
+        write_submissions(args.count)
+        loads.append(os.getloadavg()[0])
+        local_seconds, local_run = time_grade(workers=2)
+        secret = local_runtime / "grading.secret"
+        with LoopbackCluster(base / "cluster", workers=2) as loopback:
+            fresh_runtime(base, "dask", secret)
+            write_submissions(args.count)
+            loads.append(os.getloadavg()[0])
+            dask_seconds, dask_run = time_grade(scheduler=loopback.address)
+            template = next(s.student for s in local_run if s.status == "graded")
+            loads.append(os.getloadavg()[0])
+            noop_seconds, noop_graded = time_noop_tasks(
+                base, loopback.address, local_runtime, template, args.noop, secret
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    same = sorted((s.student, s.notebook, s.status) for s in local_run) == sorted(
+        (s.student, s.notebook, s.status) for s in dask_run
+    )
+    per_task = noop_seconds / max(1, args.noop)
+    print(f"\nbn_numpy.ipynb, {os.cpu_count()} cores, load average at the starts: {loads}")
+    print(f"{'run':58} {'seconds':>9} {'notebooks/min':>14}")
+    for label, seconds, count in (
+        ("local pool, 2 worker processes", local_seconds, args.count),
+        ("loopback Dask cluster, 2 one-thread workers", dask_seconds, args.count),
+    ):
+        print(f"{label:58} {seconds:9.1f} {60 * count / seconds:14.1f}")
+    print(f"cluster / local time: {dask_seconds / local_seconds:.2f} (target <= 1.10)")
+    print(f"same statuses on both: {same}")
+    print(
+        f"parent cost, {args.noop} no-op tasks: {noop_seconds:.1f} s, {1000 * per_task:.0f} ms a "
+        f"task ({noop_graded} merged) -> 1,000 tasks: {1000 * per_task:.0f} s (target < 60 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
