@@ -34,6 +34,7 @@ from coursekit.submissions import RELEASE_DIR, apply_edits, reference_notebook, 
 from nbcode import namespace_from_notebook
 
 NOTEBOOK = "bn_numpy.ipynb"
+KERAS = "bn_keras.ipynb"
 MISTAKE = next(sample for sample in SAMPLES if sample.mistake_id == "unbiased-variance")
 STUDENTS = {"fb-reference": (), "fb-untouched": None, "fb-mistake": MISTAKE.edits}
 
@@ -64,13 +65,19 @@ def feedback(tmp_path_factory):
                 notebook = nbformat.read(RELEASE_DIR / NOTEBOOK, as_version=4)
             else:
                 notebook = apply_edits(reference_notebook(NOTEBOOK), edits, student)
-            write_submission(student, {NOTEBOOK: notebook})
+            notebooks = {NOTEBOOK: notebook}
+            if edits is None:  # the untouched student hands in both notebooks
+                notebooks[KERAS] = nbformat.read(RELEASE_DIR / KERAS, as_version=4)
+            write_submission(student, notebooks)
         grade(workers=2, show_progress=False)
         generate_feedback()
         pages = {
             student: (feedback_dir() / student / "batchnorm" / "bn_numpy.html").read_text()
             for student in STUDENTS
         }
+        pages["fb-untouched (keras)"] = (
+            feedback_dir() / "fb-untouched" / "batchnorm" / "bn_keras.html"
+        ).read_text()
         yield {
             "pages": pages,
             "secret": (runtime_dir() / "grading.secret").read_bytes(),
@@ -85,9 +92,13 @@ def _text(page):
 
 
 # ------------------------------------------------------------------------- readable
+def _notebook_of(page_name):
+    return KERAS if "keras" in page_name else NOTEBOOK
+
+
 def test_every_page_starts_with_a_summary_of_every_grade_cell(feedback):
-    checks = expected_checks(ASSIGNMENT_SOURCE / NOTEBOOK)
     for student, page in feedback["pages"].items():
+        checks = expected_checks(ASSIGNMENT_SOURCE / _notebook_of(student))
         text = _text(page)
         summary = text[text.index("Summary") : text.index("Summary") + 4000]
         assert "Graded automatically:" in summary, student
@@ -119,13 +130,29 @@ def test_reference_page_passes_everything_and_written_answers_are_not_graded_yet
     assert "Failed:" not in text and "Partly passed:" not in text
 
 
+def test_unanswered_written_answers_say_so(feedback):
+    text = _text(feedback["pages"]["fb-untouched"])
+    assert "no answer given" in text and "not graded yet" not in text
+
+
+def test_keras_page_says_plainly_why_the_numpy_comparison_is_skipped(feedback):
+    text = _text(feedback["pages"]["fb-untouched (keras)"])
+    # Until grading stages the student's bn_numpy.ipynb next to bn_keras.ipynb the message is
+    # "not submitted"; with it, the untouched stubs are "not implemented yet". Never "could not
+    # read", and never "loaded" for a stub.
+    assert "bn_numpy.ipynb was not submitted" in text or "not implemented yet" in text
+    assert "could not read" not in text and ": loaded" not in text
+
+
 def test_mistake_page_says_failed_with_points(feedback):
     text = _text(feedback["pages"]["fb-mistake"])
     assert re.search(r"(Partly passed|Failed): [\d.]+ / 3 points", text)
 
 
 def test_no_internal_lines_reach_students(feedback):
-    check_ids = set(expected_checks(ASSIGNMENT_SOURCE / NOTEBOOK).values())
+    check_ids = set(expected_checks(ASSIGNMENT_SOURCE / NOTEBOOK).values()) | set(
+        expected_checks(ASSIGNMENT_SOURCE / KERAS).values()
+    )
     for student, page in feedback["pages"].items():
         text = _text(page)
         assert not any(TALLY_LINE.match(line) for line in text.splitlines()), student
@@ -226,7 +253,8 @@ def test_feedback_shows_no_reference_or_hidden_test_code(feedback):
     for student, page in feedback["pages"].items():
         text = _text(page)
         # The student's own code is theirs to see, even where it equals the reference.
-        own = (feedback["submitted"] / student / "batchnorm" / NOTEBOOK).read_text()
+        name = student.split(" ")[0]
+        own = (feedback["submitted"] / name / "batchnorm" / _notebook_of(student)).read_text()
         shown = [line for line in reference_lines if line in text and line not in own]
         assert shown == [], student
         assert "from bnkit.grading import check" not in text, student

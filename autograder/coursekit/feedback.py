@@ -84,7 +84,7 @@ class StudentFeedback(Preprocessor):
             if not meta.get("grade"):
                 continue
             score, points = meta.get("score"), float(meta.get("points") or 0)
-            status = _status(score, points)
+            status, state = _status(score, points), None
             if cell.cell_type == "code":
                 what = _what_it_checks(cell)
                 self._summarise_code_cell(cell, what, status, score, points)
@@ -92,11 +92,14 @@ class StudentFeedback(Preprocessor):
                 auto_max += points
             else:
                 what = "Written answer, read by your instructor."
-                if self._waits_for_hand_grading(meta.get("grade_id"), resources):
+                state = self._hand_grading_state(meta.get("grade_id"), resources)
+                if state == "pending":
                     score = None
                     self._mark_not_graded(cell, points)
                     pending += points
             status = _status(score, points)
+            if state == "unanswered":
+                status = "no answer given"
             rows.append((meta.get("grade_id", ""), what, status, score, points))
         if rows:
             nb.cells.insert(0, self._summary_cell(rows, auto_score, auto_max, pending))
@@ -105,15 +108,15 @@ class StudentFeedback(Preprocessor):
         return nb, resources
 
     @staticmethod
-    def _waits_for_hand_grading(grade_id, resources):
-        """True when the gradebook has neither a hand-given nor an automatic score for the cell.
+    def _hand_grading_state(grade_id, resources):
+        """ "pending" (no score at all yet), "unanswered" (nbgrader's automatic 0 for an answer
+        left as released) or None (graded by hand, or no gradebook to ask).
 
-        nbgrader's ``Grade.score`` is 0.0 then, which reads as a zero; an empty answer has an
-        automatic 0 and stays a real zero.
+        nbgrader's ``Grade.score`` is 0.0 in the first two cases, which reads as a zero.
         """
         info = resources.get("nbgrader", {})
         if not info.get("db_url") or grade_id is None:
-            return False
+            return None
         from nbgrader.api import Gradebook, MissingEntry
 
         try:
@@ -121,9 +124,11 @@ class StudentFeedback(Preprocessor):
                 grade = gradebook.find_grade(
                     grade_id, info["notebook"], info["assignment"], info["student"]
                 )
-                return grade.manual_score is None and grade.auto_score is None
+                if grade.manual_score is not None:
+                    return None
+                return "pending" if grade.auto_score is None else "unanswered"
         except MissingEntry:
-            return False
+            return None
 
     @staticmethod
     def _summarise_code_cell(cell, what, status, score, points):

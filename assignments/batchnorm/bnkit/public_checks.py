@@ -687,6 +687,7 @@ def check_experiments(histories):
 
 # ----------------------------------------------------------------------- grade cells
 # Grade-cell suite -> (check function, names of the notebook's globals it takes).
+# Students read a suite by the names it checks ("Public checks of batchnorm_forward").
 SUITES = {
     "batchnorm_forward": (check_batchnorm_forward, ("batchnorm_forward",)),
     "batchnorm_backward": (check_batchnorm_backward, ("batchnorm_forward", "batchnorm_backward")),
@@ -700,7 +701,7 @@ SUITES = {
     "make_keras_bn": (check_make_keras_bn, ("make_keras_bn",)),
     "keras_bn_forward": (check_keras_bn_forward, ("keras_bn_forward",)),
     "keras_bn_backward": (check_keras_bn_backward, ("keras_bn_backward",)),
-    "keras_nhwc": (check_keras_nhwc, ("keras_bn_forward", "keras_bn_backward")),
+    "keras_images": (check_keras_nhwc, ("keras_bn_forward", "keras_bn_backward")),
     "used_batch_statistics": (check_used_batch_statistics, ("used_batch_statistics",)),
     "mode_answers": (check_mode_answers, ("MODE_ANSWERS",)),
     "build_mlp": (check_build_mlp, ("build_mlp",)),
@@ -709,6 +710,14 @@ SUITES = {
 }
 GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only when the notebook is being graded
 MAX_PROBLEM_LINES = 6
+
+
+SUITE_LABELS = {"keras_images": "keras_bn_forward and keras_bn_backward on NHWC images"}
+
+
+def suite_label(suite):
+    """What a student reads for ``suite``: the names it checks."""
+    return SUITE_LABELS.get(suite) or " and ".join(SUITES[suite][1])
 
 
 def run_suite(suite, namespace):
@@ -750,18 +759,19 @@ def confirm(suite):
     """
     namespace = sys._getframe(1).f_globals
     problems = run_suite(suite, namespace)
+    label = suite_label(suite)
     graded = bool(os.environ.get(GRADER_SOCKET_VARIABLE))
     if not problems:
         later = "" if graded else " The hidden tests run when your notebook is graded."
-        print(f"Public checks of {suite}: all passed.{later}")
+        print(f"Public checks of {label}: all passed.{later}")
         return None
-    print(f"Public checks of {suite}: {len(problems)} problem(s), see the try-it cell above.")
+    print(f"Public checks of {label}: {len(problems)} problem(s), see the try-it cell above.")
     if graded:
         return None  # the hidden tests' [FAIL] lines that follow say more
     for line in problems[:MAX_PROBLEM_LINES]:
         print(f"  {line}")
     validating = os.environ.get("NBGRADER_VALIDATING") == "1"
     if validating and not graded:
-        sys.stderr.write(f"Validate: the public checks of {suite} found a problem:\n")
+        sys.stderr.write(f"Validate: the public checks of {label} found a problem:\n")
         sys.stderr.write(f"  {problems[0]}\n")
     return None
