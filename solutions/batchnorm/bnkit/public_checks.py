@@ -708,11 +708,9 @@ SUITES = {
     "build_cnn": (check_build_cnn, ("build_cnn",)),
     "experiments": (check_experiments, ("HISTORIES",)),
 }
+SUITE_LABELS = {"keras_images": "keras_bn_forward and keras_bn_backward on NHWC images"}
 GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only when the notebook is being graded
 MAX_PROBLEM_LINES = 6
-
-
-SUITE_LABELS = {"keras_images": "keras_bn_forward and keras_bn_backward on NHWC images"}
 
 
 def suite_label(suite):
@@ -739,7 +737,8 @@ def run_suite(suite, namespace):
     except KeyboardInterrupt:
         raise
     except BaseException as error:  # noqa: BLE001  a public check must never break the cell
-        return [f"[problem] {suite}: the public checks stopped ({type(error).__name__}: {error})"]
+        stopped = f"{type(error).__name__}: {str(error)[:120]}"
+        return [f"[problem] {suite_label(suite)}: the public checks stopped ({stopped})"]
     return [line for line in captured.getvalue().splitlines() if line.startswith("[problem]")]
 
 
@@ -770,8 +769,7 @@ def confirm(suite):
         return None  # the hidden tests' [FAIL] lines that follow say more
     for line in problems[:MAX_PROBLEM_LINES]:
         print(f"  {line}")
-    validating = os.environ.get("NBGRADER_VALIDATING") == "1"
-    if validating and not graded:
+    if os.environ.get("NBGRADER_VALIDATING") == "1":
         sys.stderr.write(f"Validate: the public checks of {label} found a problem:\n")
         sys.stderr.write(f"  {problems[0]}\n")
     return None
