@@ -41,9 +41,9 @@ from coursekit.submissions import apply_edits, reference_notebook, write_submiss
 NUMPY = "bn_numpy.ipynb"
 
 
-def write_submissions(count):
+def write_submissions(count, mistakes=True):
     makers = [("reference", lambda: reference_notebook(NUMPY))]
-    for sample in all_samples():
+    for sample in all_samples() if mistakes else ():
         if sample.notebook == NUMPY:
             makers.append(
                 (
@@ -117,7 +117,7 @@ def canned_results(base, template_runtime, template_student, students):
 def time_noop_tasks(base, address, template_runtime, template_student, count, secret):
     """Seconds the parent spends on ``count`` tasks that do no notebook work on the workers."""
     fresh_runtime(base, "noop", secret)
-    students = write_submissions(count)
+    students = write_submissions(count, mistakes=False)
     canned = canned_results(base, template_runtime, template_student, students)
     original_spec = cluster.DaskExecutor._spec
     original_entry = cluster.remote_entry
@@ -151,42 +151,50 @@ def main():
     args = parser.parse_args()
     os.environ.update(tool_env())
     base = Path(tempfile.mkdtemp(prefix="bnkit-bench-cluster-"))
-    loads = []
+    lines = []
+
+    def report(line):
+        lines.append(line)
+        print(f"[bench] {line}", flush=True)
+
     try:
         local_runtime = fresh_runtime(base, "local")
         write_submissions(args.count)
-        loads.append(os.getloadavg()[0])
+        load = os.getloadavg()[0]
         local_seconds, local_run = time_grade(workers=2)
+        report(
+            f"local pool, 2 worker processes: {args.count} notebooks in {local_seconds:.1f} s "
+            f"({60 * args.count / local_seconds:.1f}/min; load {load:.1f})"
+        )
         secret = local_runtime / "grading.secret"
         with LoopbackCluster(base / "cluster", workers=2) as loopback:
             fresh_runtime(base, "dask", secret)
             write_submissions(args.count)
-            loads.append(os.getloadavg()[0])
+            load = os.getloadavg()[0]
             dask_seconds, dask_run = time_grade(scheduler=loopback.address)
+            report(
+                f"loopback Dask, 2 one-thread workers: {args.count} notebooks in "
+                f"{dask_seconds:.1f} s ({60 * args.count / dask_seconds:.1f}/min; load {load:.1f})"
+            )
+            report(f"cluster / local time: {dask_seconds / local_seconds:.2f} (target <= 1.10)")
+            same = sorted((s.student, s.notebook, s.status) for s in local_run) == sorted(
+                (s.student, s.notebook, s.status) for s in dask_run
+            )
+            report(f"same statuses on both: {same}")
             template = next(s.student for s in local_run if s.status == "graded")
-            loads.append(os.getloadavg()[0])
+            load = os.getloadavg()[0]
             noop_seconds, noop_graded = time_noop_tasks(
                 base, loopback.address, local_runtime, template, args.noop, secret
             )
+            per_task = noop_seconds / max(1, args.noop)
+            report(
+                f"parent cost, {args.noop} no-op tasks: {noop_seconds:.1f} s, "
+                f"{1000 * per_task:.0f} ms a task ({noop_graded} merged; load {load:.1f}) -> "
+                f"1,000 tasks: {1000 * per_task:.0f} s (target < 60 s)"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    same = sorted((s.student, s.notebook, s.status) for s in local_run) == sorted(
-        (s.student, s.notebook, s.status) for s in dask_run
-    )
-    per_task = noop_seconds / max(1, args.noop)
-    print(f"\nbn_numpy.ipynb, {os.cpu_count()} cores, load average at the starts: {loads}")
-    print(f"{'run':58} {'seconds':>9} {'notebooks/min':>14}")
-    for label, seconds, count in (
-        ("local pool, 2 worker processes", local_seconds, args.count),
-        ("loopback Dask cluster, 2 one-thread workers", dask_seconds, args.count),
-    ):
-        print(f"{label:58} {seconds:9.1f} {60 * count / seconds:14.1f}")
-    print(f"cluster / local time: {dask_seconds / local_seconds:.2f} (target <= 1.10)")
-    print(f"same statuses on both: {same}")
-    print(
-        f"parent cost, {args.noop} no-op tasks: {noop_seconds:.1f} s, {1000 * per_task:.0f} ms a "
-        f"task ({noop_graded} merged) -> 1,000 tasks: {1000 * per_task:.0f} s (target < 60 s)"
-    )
+        print("\n".join(["", f"bn_numpy.ipynb, {os.cpu_count()} cores", *lines]))
 
 
 if __name__ == "__main__":

@@ -60,12 +60,19 @@ def cmd_samples(args):
 
 def _print_grade_summary(run):
     """What a grading run did, skipped and could not see; problems one per line."""
+    from . import status as st
+
     for item in run.misplaced:
         console.print(f"[yellow]not graded:[/yellow] submitted/{item.path}: {item.fix}")
-    problems = [s for s in run if s.status != "graded"]
+    interrupted = {(s.student, s.notebook) for s in run.interrupted}
+    graded = [
+        s for s in run if s.status not in st.ABSENT and (s.student, s.notebook) not in interrupted
+    ]
+    absent = [s for s in run if s.status in st.ABSENT]
+    problems = [s for s in run if s.status != st.GRADED]
     console.print(
-        f"graded {len(run) - len(run.interrupted)} notebooks, {len(problems)} with a problem, "
-        f"{len(run.unchanged)} skipped as unchanged"
+        f"graded {len(graded)} notebooks, {len(problems)} with a problem "
+        f"({len(absent)} missing or unreadable), {len(run.unchanged)} skipped as unchanged"
         + (" (`grade --all` grades them again)" if run.unchanged else "")
         + (f", {len(run.misplaced)} misplaced notebooks not graded" if run.misplaced else "")
     )
