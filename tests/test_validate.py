@@ -21,7 +21,8 @@ from coursekit.config import load_nbgrader_config
 from coursekit.errors import KitError
 from coursekit.paths import RELEASE_DIR
 from coursekit.submissions import apply_edits, reference_notebook
-from coursekit.validate import validate_solutions
+from coursekit.validate import execute_like_grading, validate_solutions
+from nbcode import namespace_from_notebook
 
 UNBIASED = next(sample for sample in SAMPLES if sample.mistake_id == "unbiased-variance")
 
@@ -56,6 +57,30 @@ def test_a_mistake_in_the_solutions_fails_validation_where_it_costs_points(
     # Each failure says how many points and quotes a failing line.
     assert all(" points" in text for text in failures)
     assert any("[FAIL]" in text for text in failures)
+
+
+def test_the_visible_part_leaves_scores_and_partial_credit_to_the_hidden_checks(
+    isolated_runtime, tmp_path
+):
+    # Graded as autograde grades (SandboxedExecute, ledger), each cell scores exactly what its
+    # check gives the same functions with the same seed run directly: confirm() before the
+    # hidden part changes nothing, and partial credit survives.
+    from bn_grader.executor import expected_checks, load_secret
+    from bn_grader.runner import check, check_seed
+
+    source = _source_copy_with(tmp_path, UNBIASED)
+    _, grading = execute_like_grading(source / "bn_numpy.ipynb", source)
+    config = load_nbgrader_config()
+    secret = load_secret(config.SandboxedExecute.secret_file)
+    namespace = namespace_from_notebook(source / "bn_numpy.ipynb")
+    direct = {
+        grade_id: check(check_id, namespace, seed=check_seed(secret, "validate/bn_numpy", check_id))
+        for grade_id, check_id in expected_checks(ASSIGNMENT_SOURCE / "bn_numpy.ipynb").items()
+    }
+    graded = {grade_id: entry["score"] for grade_id, entry in grading["ledger"].items()}
+    assert graded == direct
+    points = auto_points("bn_numpy")
+    assert any(0 < graded[cell] < points[cell] for cell in graded)  # partial credit is there
 
 
 def test_make_validate_exits_with_an_error_when_a_cell_fails(monkeypatch):
