@@ -35,7 +35,11 @@ hidden checks of one notebook under 1 s.
 
 Usage: PATH=$PWD/.venv/bin:$PATH .venv/bin/python bench/bench_sandbox.py
            [--count 4] [--rounds 3] [--keras-count 1] [--keras-rounds 2] [--no-keras]
-           [--new-commit HEAD] [--with-nosandbox]
+           [--new-commit HEAD] [--with-nosandbox] [--keep]
+       .venv/bin/python bench/bench_sandbox.py --from-results <kept folder>/results.json
+
+Needs the machine to itself: other load inflates wall times unevenly (the CPU column and the
+per-round ratios show how much); a run of the defaults takes about 25 minutes on 2 cores.
 """
 
 import argparse
