@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import bn_grader.checks_groupnorm  # noqa: F401  registers the group-norm check
 from bn_grader import check, checks_keras
 from bn_grader.registry import CHECKS
 from nbcode import namespace_from_notebook
@@ -35,6 +36,8 @@ FUNCTION_CELLS = [
     "mode_answers",
     "build_mlp",
     "build_cnn",
+    "keras_groupnorm_forward",
+    "keras_layernorm_forward",
 ]
 # grade cell -> check id, as written in the notebook (test_grade_cells_call_registered_checks).
 CELLS = {
@@ -50,6 +53,7 @@ CELLS = {
     "test_build_mlp": "keras_mlp_structure",
     "test_build_cnn": "keras_cnn_structure",
     "test_experiments": "keras_experiments",
+    "test_keras_groupnorm": "keras_groupnorm",
 }
 
 
@@ -142,8 +146,8 @@ def test_points_add_up_to_the_stated_totals():
                 auto += meta["points"]
             else:
                 manual += meta["points"]
-    assert (auto, manual) == (23, 5)
-    assert "23 points are graded automatically" in notebook.cells[0].source
+    assert (auto, manual) == (25, 5)
+    assert "25 points are graded automatically" in notebook.cells[0].source
     assert "5 points for short written answers" in notebook.cells[0].source
 
 

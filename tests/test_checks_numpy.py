@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import bn_grader.checks_numpy  # noqa: F401  registers the checks
+import bn_grader.checks_groupnorm  # noqa: F401  registers the checks
+import bn_grader.checks_numpy  # noqa: F401
 from bn_grader import check
 from bn_grader.registry import CHECKS
 from nbcode import namespace_from_notebook
@@ -55,8 +56,9 @@ def test_grade_cells_call_registered_checks_with_matching_points():
         for cell in notebook.cells
         if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("grade")
     )
-    assert (auto, manual) == (26, 4)  # the totals stated in the notebook's introduction
-    assert "**30**" in notebook.cells[0].source
+    assert (auto, manual) == (31, 7)  # the totals stated in the notebook's introduction
+    assert "**38**" in notebook.cells[0].source
+    assert "(31 graded automatically)" in notebook.cells[0].source
 
 
 @pytest.fixture(scope="module")

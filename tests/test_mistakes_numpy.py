@@ -23,10 +23,13 @@ CELLS = {
     "test_backward_dx": "bn_backward_dx",
     "test_backward_dgamma_dbeta": "bn_backward_params",
     "test_backward_alt": "bn_backward_alt",
+    "test_backward_pieces": "bn_backward_pieces",
     "test_spatial_forward": "spatial_forward",
     "test_spatial_backward": "spatial_backward",
     "test_layernorm_forward": "ln_forward",
     "test_layernorm_backward": "ln_backward",
+    "test_groupnorm_forward": "gn_forward",
+    "test_groupnorm_backward": "gn_backward",
 }
 
 # The mistakes the issue lists, by catalogue id: each must be in the catalogue with a sample.

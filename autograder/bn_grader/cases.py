@@ -215,3 +215,46 @@ def layernorm_cases(rng):
             {"x": x, "gamma": gamma, "beta": beta, "ln_param": {"eps": float(eps)}, "dout": dout}
         )
     return cases
+
+
+def groupnorm_cases(rng):
+    """NHWC group-norm cases: x, gamma, beta, G, gn_param, dout.
+
+    H, W and C differ, C is never G squared (C/G groups of G channels would then be right by
+    accident), each channel has its own offset and scale (a wrong grouping mixes them) and each
+    example its own offset (statistics over the batch axis mix examples). G = C (instance norm)
+    with a batch of one, G = 1 (layer norm over H, W, C), a small std next to eps, float32.
+    """
+    cases = []
+    # (shape, G, eps, scale, dtype)
+    for shape, groups, eps, scale, dtype in [
+        ((2, 3, 4, 6), 3, 1e-5, 1.0, np.float64),
+        ((3, 2, 5, 8), 2, 1e-3, 0.1, np.float64),  # std about 0.1 next to eps 1e-3
+        ((1, 4, 3, 6), 6, 1e-5, 2.0, np.float64),  # instance norm, a batch of one
+        ((4, 3, 2, 5), 1, 1e-3, 1.5, np.float64),  # layer norm over (H, W, C)
+        ((3, 4, 4, 12), 4, 1e-3, 1.0, np.float32),
+    ]:
+        n, h, w, c = shape
+        channel_offset = rng.uniform(-3.0, 3.0, size=c)
+        channel_scale = scale * rng.uniform(0.5, 2.0, size=c)
+        example_offset = rng.normal(0.0, 2.0, size=(n, 1, 1, 1))
+        x = example_offset + channel_offset + channel_scale * rng.standard_normal(shape)
+        gamma, beta = _affine(rng, c)
+        cases.append(
+            {
+                "x": x.astype(dtype),
+                "gamma": gamma.astype(dtype),
+                "beta": beta.astype(dtype),
+                "G": groups,
+                "gn_param": {"eps": float(eps)},
+                "dout": rng.normal(0.0, 1.0, size=shape).astype(dtype),
+            }
+        )
+    return cases
+
+
+def groupnorm_bad_groups_case(rng):
+    """A case whose C (6) is not divisible by G (4): the function must raise ValueError."""
+    x = rng.normal(0.0, 1.0, size=(2, 3, 5, 6))
+    gamma, beta = _affine(rng, 6)
+    return {"x": x, "gamma": gamma, "beta": beta, "G": 4, "gn_param": {"eps": 1e-5}}

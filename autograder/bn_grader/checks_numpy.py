@@ -538,3 +538,43 @@ def layernorm_backward(ctx):
                 state = _forward_state(ctx, forward, case, "ln_forward")
             forward_state = None if state == "unknown" else state
             _item(ctx, label, got, expected, "ln_backward", quantity, case, forward=forward_state)
+
+
+# ---------------------------------------------------------------- Part C: the derivation's pieces
+_PIECE_CAUSES = {
+    "dx_hat": "dL/dx_hat is g = gamma * dout (x_hat = (x - mean) / s feeds y = gamma * x_hat + beta)",
+    "dvar": "dL/dvar = sum over the batch of g * (x - mean) * (-1/2) * (var + eps) ** (-3/2): "
+    "differentiate 1 / sqrt(var + eps), keep the sum over the batch (axis 0)",
+    "dmean": "dL/dmean = -sum(g) / s over the batch, plus dL/dvar * dvar/dmean, and "
+    "dvar/dmean = -2 * mean(x - mean) = 0",
+}
+
+
+@register("bn_backward_pieces", NOTEBOOK, points=1)
+def backward_pieces(ctx):
+    """backward_pieces: dL/dx_hat, dL/dvar and dL/dmean of your derivation"""
+    pieces = ctx.function("backward_pieces")
+    for case in cases.backward_cases(ctx.rng)[:3]:
+        x, gamma, dout = case["x"], case["gamma"], case["dout"]
+        eps = case["bn_param"]["eps"]
+        labels = {
+            name: f"backward_pieces {name}, x {_shape(x)}" for name in ("dx_hat", "dvar", "dmean")
+        }
+        try:
+            got = ctx.call(pieces, x.copy(), gamma.copy(), dout.copy(), eps)
+        except StudentError as error:
+            _fail_all(ctx, list(labels.values()), error)
+            continue
+        if not isinstance(got, dict):
+            for label in labels.values():
+                ctx.report.add(
+                    label, False, f"backward_pieces must return a dict, got {_kind(got)}"
+                )
+            continue
+        ref = reference.batchnorm_gradient_pieces(x, gamma, dout, eps)
+        for name, label in labels.items():
+            reason = mismatch(got.get(name), ref[name])
+            if reason is None:
+                ctx.report.add(label, True)
+            else:
+                ctx.report.add(label, False, f"{reason}. Expected {_PIECE_CAUSES[name]}")

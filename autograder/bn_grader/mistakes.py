@@ -45,6 +45,9 @@ class Mistake:
     backward: dict | None = None
     ln: dict | None = None
     ln_backward: dict | None = None
+    # Group norm (NHWC): switches of gn_forward_variant, and wrong groupings of the elements.
+    gn: dict | None = None
+    gn_groupings: tuple = ()
     samples: tuple = field(default=())
     # For running statistics: some mistakes show in them identically (the unbiased variance
     # everywhere, or only in the running variance); the student's output tells them apart.
@@ -705,6 +708,234 @@ MISTAKES += [
     ),
 ]
 
+
+# ---------------------------------------------------------------- group normalization (NHWC)
+# Variants of group norm are one engine: a *grouping* says which elements share a mean and a
+# variance (the rows of a matrix); normalising the rows, scaling per channel and mapping back
+# is the same for all of them. Each catalogued grouping mistake is one more grouping.
+def _gn_rows_index(shape, groups, grouping):
+    """Flat indices of an NHWC tensor arranged as rows that share statistics."""
+    n, h, w, c = shape
+    k = c // groups
+    index = np.arange(n * h * w * c).reshape(shape)
+    if grouping == "contiguous":  # right: channels [g*k, (g+1)*k) per example
+        return index.reshape(n, h, w, groups, k).transpose(0, 3, 1, 2, 4).reshape(n * groups, -1)
+    if grouping == "batch":  # statistics shared by the whole batch
+        return index.reshape(n, h, w, groups, k).transpose(3, 0, 1, 2, 4).reshape(groups, -1)
+    if grouping == "strided":  # channel c in group c % G
+        return index.reshape(n, h, w, k, groups).transpose(0, 4, 1, 2, 3).reshape(n * groups, -1)
+    if grouping == "swapped":  # C / G groups of G channels
+        return index.reshape(n, h, w, k, groups).transpose(0, 3, 1, 2, 4).reshape(n * k, -1)
+    if grouping == "channels-first":  # x.reshape(N, G, -1) on NHWC memory
+        return index.reshape(n * groups, -1)
+    raise ValueError(f"unknown grouping {grouping!r}")
+
+
+def _gn_gamma(gamma, groups, channels, per_group):
+    gamma = np.asarray(gamma, dtype=np.float64)
+    return np.repeat(gamma[:groups], channels // groups) if per_group else gamma
+
+
+def gn_forward_variant(
+    x,
+    gamma,
+    beta,
+    groups,
+    gn_param,
+    *,
+    grouping="contiguous",
+    gamma_per_group=False,
+    ddof=0,
+    eps_place="inside",
+):
+    """Group-norm forward in float64 with switchable mistakes; returns {"out": ...}."""
+    x = np.asarray(x, dtype=np.float64)
+    c = x.shape[-1]
+    eps = float(gn_param["eps"])
+    index = _gn_rows_index(x.shape, groups, grouping)
+    rows = x.reshape(-1)[index]
+    with np.errstate(all="ignore"):
+        mean = rows.mean(axis=1, keepdims=True)
+        var = rows.var(axis=1, ddof=ddof, keepdims=True)
+        std = {"inside": np.sqrt(var + eps), "outside": np.sqrt(var) + eps}.get(
+            eps_place, np.sqrt(var)
+        )
+        x_hat = np.empty(x.size)
+        x_hat[index.reshape(-1)] = ((rows - mean) / std).reshape(-1)
+    x_hat = x_hat.reshape(x.shape)
+    out = _gn_gamma(gamma, groups, c, gamma_per_group) * x_hat + _gn_gamma(
+        beta, groups, c, gamma_per_group
+    )
+    return {"out": out}
+
+
+def gn_backward_variant(
+    x,
+    gamma,
+    groups,
+    eps,
+    dout,
+    *,
+    grouping="contiguous",
+    gamma_per_group=False,
+    mean_path=True,
+    var_path=True,
+    swap=False,
+):
+    """Group-norm backward in float64 (layer norm's backward per row) with switchable mistakes."""
+    x = np.asarray(x, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    c = x.shape[-1]
+    index = _gn_rows_index(x.shape, groups, grouping)
+    flat_index = index.reshape(-1)
+    rows = x.reshape(-1)[index]
+    gamma_c = _gn_gamma(gamma, groups, c, gamma_per_group)
+    with np.errstate(all="ignore"):
+        mean = rows.mean(axis=1, keepdims=True)
+        std = np.sqrt(rows.var(axis=1, keepdims=True) + float(eps))
+        rows_hat = (rows - mean) / std
+        g = (dout * gamma_c).reshape(-1)[index]
+        drows = g
+        if mean_path:
+            drows = drows - g.mean(axis=1, keepdims=True)
+        if var_path:
+            drows = drows - rows_hat * (g * rows_hat).mean(axis=1, keepdims=True)
+        drows = drows / std
+    dx = np.empty(x.size)
+    dx[flat_index] = drows.reshape(-1)
+    x_hat = np.empty(x.size)
+    x_hat[flat_index] = rows_hat.reshape(-1)
+    dbeta = dout.sum(axis=(0, 1, 2))
+    dgamma = (dout * x_hat.reshape(x.shape)).sum(axis=(0, 1, 2))
+    if swap:
+        dgamma, dbeta = dbeta, dgamma
+    return {"dx": dx.reshape(x.shape), "dgamma": dgamma, "dbeta": dbeta}
+
+
+_GF = "test_groupnorm_forward"
+_GB = "test_groupnorm_backward"
+_GNF = "groupnorm_forward"
+_GNB = "groupnorm_backward"
+_GN_MEAN = "mean = x_groups.mean(axis=(1, 2, 4), keepdims=True)"
+_GN_VAR = "var = x_groups.var(axis=(1, 2, 4), keepdims=True)"
+_GN_RESHAPE = "x_groups = x.reshape(n, h, w, G, c // G)"
+
+MISTAKES += [
+    Mistake(
+        "gn-stats-over-batch",
+        "Group norm's statistics are per example: average over H, W and the C/G channels of each "
+        "group, never over the batch axis N (that is batch norm again, and it breaks with a "
+        "batch of one).",
+        gn={"grouping": "batch"},
+        samples=(
+            _sample(
+                "np-gn-stats-over-batch",
+                [
+                    (_GNF, _GN_MEAN, _GN_MEAN.replace("(1, 2, 4)", "(0, 1, 2, 4)")),
+                    (_GNF, _GN_VAR, _GN_VAR.replace("(1, 2, 4)", "(0, 1, 2, 4)")),
+                ],
+                _GF,
+                _GB,
+            ),
+        ),
+    ),
+    Mistake(
+        "gn-wrong-grouping",
+        "Wrong channels grouped: group g holds the C/G consecutive channels g*C/G ... "
+        "(g+1)*C/G - 1, as in Keras's GroupNormalization; reshape the channel axis to (G, C // G), "
+        "not (C // G, G).",
+        gn_groupings=("strided", "swapped"),
+        samples=(
+            _sample(
+                "np-gn-strided-groups",
+                [
+                    (_GNF, _GN_RESHAPE, _GN_RESHAPE.replace("G, c // G", "c // G, G")),
+                    (_GNF, _GN_MEAN, _GN_MEAN.replace("(1, 2, 4)", "(1, 2, 3)")),
+                    (_GNF, _GN_VAR, _GN_VAR.replace("(1, 2, 4)", "(1, 2, 3)")),
+                ],
+                _GF,
+                _GB,
+            ),
+        ),
+    ),
+    Mistake(
+        "gn-channels-first-reshape",
+        "x.reshape(N, G, -1) is the channels-first (NCHW) recipe; on NHWC data it cuts the "
+        "memory of each example into G runs of pixels, mixing channels and positions. Split the "
+        "last axis instead: x.reshape(N, H, W, G, C // G), statistics over axes (1, 2, 4).",
+        gn_groupings=("channels-first",),
+        samples=(
+            _sample(
+                "np-gn-channels-first-reshape",
+                [
+                    (_GNF, _GN_RESHAPE, "x_groups = x.reshape(n, G, -1)"),
+                    (_GNF, _GN_MEAN, _GN_MEAN.replace("(1, 2, 4)", "2")),
+                    (_GNF, _GN_VAR, _GN_VAR.replace("(1, 2, 4)", "2")),
+                ],
+                _GF,
+                _GB,
+            ),
+        ),
+    ),
+    Mistake(
+        "gn-gamma-per-group",
+        "gamma and beta are per channel, shape (C,), as in batch norm; only the statistics are "
+        "per group. Scale each channel by its own gamma, and sum dgamma and dbeta over N, H and "
+        "W only (one value per channel).",
+        gn={"gamma_per_group": True},
+        samples=(
+            _sample(
+                "np-gn-gamma-per-group",
+                [
+                    (
+                        _GNF,
+                        "out = gamma * x_hat + beta",
+                        "x_hat_groups = x_hat.reshape(n, h, w, G, c // G)\n"
+                        "    out = x_hat_groups * gamma[:G, None] + beta[:G, None]\n"
+                        "    out = out.reshape(n, h, w, c)",
+                    )
+                ],
+                _GF,
+            ),
+            _sample(
+                "np-gn-dgamma-per-group",
+                [
+                    (
+                        _GNB,
+                        "dbeta = dout.sum(axis=(0, 1, 2))",
+                        "dbeta = dout.reshape(n, h, w, G, c // G).sum(axis=(0, 1, 2, 4))",
+                    ),
+                    (
+                        _GNB,
+                        "dgamma = (dout * x_hat).sum(axis=(0, 1, 2))",
+                        "dgamma = (dout * x_hat).reshape(n, h, w, G, c // G).sum(axis=(0, 1, 2, 4))",
+                    ),
+                ],
+                _GB,
+            ),
+        ),
+    ),
+    Mistake(
+        "gn-groups-unchecked",
+        "When C is not divisible by G, raise a ValueError that names C and G before computing "
+        "anything (e.g. 'C=6 channels cannot be split into G=4 groups'); NumPy's reshape error "
+        "does not tell the caller what to change.",
+        samples=(
+            _sample(
+                "np-gn-groups-unchecked",
+                [
+                    (
+                        _GNF,
+                        "    if c % G != 0:\n",
+                        "    if False:\n",
+                    )
+                ],
+                _GF,
+            ),
+        ),
+    ),
+]
+
 BY_ID = {mistake.mistake_id: mistake for mistake in MISTAKES}
 
 
@@ -859,3 +1090,60 @@ def explain_finding(reason, finding, fallback=""):
     for mistake_id in finding.ids:
         text += f". Likely mistake [{mistake_id}]: {cause(mistake_id)}"
     return text.replace(".. ", ". ")
+
+
+# ---------------------------------------------------------------- group-norm diagnosis
+_GN_FORWARD_KEYS = {"ddof", "eps_place"}
+_GN_BACKWARD_KEYS = {"mean_path", "var_path", "swap"}
+
+
+def _gn_variants(mistake, quantity, case):
+    """Yield this mistake's group-norm variant results (dicts of quantities) on ``case``."""
+    x, gamma, groups = case["x"], case["gamma"], case["G"]
+    eps = case["gn_param"]["eps"]
+    switches = []
+    if mistake.gn is not None:
+        switches.append(dict(mistake.gn))
+    switches += [{"grouping": grouping} for grouping in mistake.gn_groupings]
+    if mistake.ln is not None and set(mistake.ln) <= _GN_FORWARD_KEYS:
+        switches.append(dict(mistake.ln))
+    if quantity == "out":
+        for flags in switches:
+            yield gn_forward_variant(x, gamma, case["beta"], groups, case["gn_param"], **flags)
+        return
+    if mistake.backward is not None and set(mistake.backward) <= _GN_BACKWARD_KEYS:
+        switches.append(dict(mistake.backward))
+    for flags in switches:
+        if set(flags) <= {"grouping", "gamma_per_group", *_GN_BACKWARD_KEYS}:
+            yield gn_backward_variant(x, gamma, groups, eps, case["dout"], **flags)
+
+
+def gn_diagnosis(quantity, got, ref, case, dtype=np.float64, expect_dtype=None):
+    """The mistake id that explains a group-norm result ``got``, or None when unsure.
+
+    Args:
+        quantity: "out", "dx", "dgamma" or "dbeta".
+        case: the inputs as given to the student (x, gamma, beta, G, gn_param, dout).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    if got is None:
+        return "returns-none"
+    if not isinstance(got, np.ndarray) or not np.issubdtype(got.dtype, np.number):
+        return None
+    groups, channels = case["G"], case["x"].shape[-1]
+    if got.shape != ref.shape:
+        if quantity in ("dgamma", "dbeta") and got.shape == (groups,) and groups != channels:
+            return "gn-gamma-per-group"
+        return structural(got, ref, quantity)
+    if not np.isfinite(got).all():
+        return "nan-or-inf"
+    if expect_dtype is not None and got.dtype != np.dtype(expect_dtype) and got.dtype == np.float64:
+        return "float32-promoted"
+    for mistake in MISTAKES:
+        for values in _gn_variants(mistake, quantity, case):
+            variant = values.get(quantity)
+            if variant is None or matches(variant, ref, dtype):
+                continue
+            if matches(got, variant, dtype):
+                return mistake.mistake_id
+    return None

@@ -133,6 +133,18 @@ MISTAKES = {
             "Dense/Conv2D layer, and the model with use_bn=False none.",
         ),
         Mistake(
+            "keras-norm-default-epsilon",
+            "the layer kept Keras's default epsilon 1e-3 (GroupNormalization and "
+            "LayerNormalization have the same default as BatchNormalization): pass "
+            "epsilon=gn_param['eps'] (ln_param['eps']).",
+        ),
+        Mistake(
+            "keras-gn-training-differs",
+            "group norm has no moving statistics: the same input must give the same output "
+            "with training=True and training=False; pass training to the layer call and "
+            "compute nothing from the batch outside the layer.",
+        ),
+        Mistake(
             "keras-mode-semantics",
             "Run the verification cell and correct your table where Keras did something else.",
         ),

@@ -137,3 +137,94 @@ def layernorm_backward(dout, cache):
         - x_hat * (dx_hat * x_hat).sum(axis=1, keepdims=True)
     )
     return dx, dgamma, dbeta
+
+
+def _group_rows(x, groups):
+    """NHWC ``x`` as rows, one per (example, group): shape (N * G, H * W * C / G).
+
+    Groups are contiguous runs of C / G channels (channels 0..C/G-1 form group 0), as in
+    Keras's ``GroupNormalization``.
+    """
+    n, h, w, c = x.shape
+    return x.reshape(n, h, w, groups, c // groups).transpose(0, 3, 1, 2, 4).reshape(n * groups, -1)
+
+
+def _ungroup_rows(rows, shape, groups):
+    """Inverse of :func:`_group_rows`."""
+    n, h, w, c = shape
+    return rows.reshape(n, groups, h, w, c // groups).transpose(0, 2, 3, 1, 4).reshape(shape)
+
+
+def check_groups(channels, groups):
+    """Raise ValueError unless ``groups`` is a positive divisor of ``channels``."""
+    if groups < 1 or channels % groups:
+        raise ValueError(
+            f"the number of channels C={channels} must be divisible by the number of groups "
+            f"G={groups}"
+        )
+
+
+def groupnorm_forward(x, gamma, beta, groups, gn_param):
+    """Reference group normalisation of an NHWC tensor (Wu & He, 2018; Keras semantics).
+
+    Statistics per example and per group of C / G contiguous channels, over H, W and those
+    channels; biased variance; ``eps`` inside the square root; gamma and beta per channel.
+    G = C is instance normalisation, G = 1 layer normalisation over (H, W, C).
+
+    Args:
+        x: (N, H, W, C). gamma, beta: (C,). groups: G, a divisor of C. gn_param: dict with
+            ``eps``.
+
+    Returns:
+        out (N, H, W, C) float64 and a cache for :func:`groupnorm_backward`.
+
+    Raises:
+        ValueError: C is not divisible by G.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    check_groups(x.shape[-1], groups)
+    eps = float(gn_param["eps"])
+    rows = _group_rows(x, groups)
+    mean = rows.mean(axis=1, keepdims=True)
+    inv_std = 1.0 / np.sqrt(rows.var(axis=1, keepdims=True) + eps)
+    x_hat = _ungroup_rows((rows - mean) * inv_std, x.shape, groups)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    out = gamma * x_hat + np.asarray(beta, dtype=np.float64)
+    return out, (x_hat, gamma, inv_std, groups)
+
+
+def groupnorm_backward(dout, cache):
+    """Reference backward of :func:`groupnorm_forward`: layer norm's backward per group row.
+
+    Args:
+        dout: (N, H, W, C). cache: from :func:`groupnorm_forward`.
+
+    Returns:
+        dx (N, H, W, C), dgamma (C,), dbeta (C,).
+    """
+    x_hat, gamma, inv_std, groups = cache
+    dout = np.asarray(dout, dtype=np.float64)
+    dbeta = dout.sum(axis=(0, 1, 2))
+    dgamma = (dout * x_hat).sum(axis=(0, 1, 2))
+    g = _group_rows(dout * gamma, groups)
+    rows_hat = _group_rows(x_hat, groups)
+    drows = inv_std * (
+        g - g.mean(axis=1, keepdims=True) - rows_hat * (g * rows_hat).mean(axis=1, keepdims=True)
+    )
+    return _ungroup_rows(drows, dout.shape, groups), dgamma, dbeta
+
+
+def batchnorm_gradient_pieces(x, gamma, dout, eps):
+    """The intermediate derivatives of BN's closed-form derivation (Part C), float64.
+
+    Returns:
+        dict with ``dx_hat`` (N, D) = gamma * dout, ``dvar`` (D,) = dL/dvar and ``dmean`` (D,) =
+        dL/dmean (its path through the variance is zero because sum(x - mean) = 0).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dx_hat = np.asarray(dout, dtype=np.float64) * np.asarray(gamma, dtype=np.float64)
+    centered = x - x.mean(axis=0)
+    std = np.sqrt(x.var(axis=0) + float(eps))
+    dvar = -0.5 * (dx_hat * centered).sum(axis=0) / std**3
+    dmean = -dx_hat.sum(axis=0) / std
+    return {"dx_hat": dx_hat, "dvar": dvar, "dmean": dmean}

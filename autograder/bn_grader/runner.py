@@ -167,7 +167,7 @@ def run_check(check_id, kernel, seed):
     Returns:
         :class:`CheckResult` (score 0 for an unknown id).
     """
-    from . import checks_keras, checks_numpy  # noqa: F401  (registers the checks)
+    from . import checks_groupnorm, checks_keras, checks_numpy  # noqa: F401  (registers the checks)
 
     spec = CHECKS.get(check_id)
     if spec is None:

@@ -156,6 +156,24 @@ SAMPLES = [
         "keras-bn-after-activation",
     ),
     _sample(
+        "keras-gn-default-epsilon",
+        [("keras_groupnorm_forward", 'epsilon=gn_param["eps"], ', "")],
+        {"test_keras_groupnorm"},
+        "keras-norm-default-epsilon",
+    ),
+    _sample(
+        "keras-gn-is-batchnorm",
+        [
+            (
+                "keras_groupnorm_forward",
+                "keras.layers.GroupNormalization(\n        groups=G, axis=-1,",
+                "keras.layers.BatchNormalization(\n        axis=-1,",
+            )
+        ],
+        {"test_keras_groupnorm"},
+        "keras-gn-training-differs",
+    ),
+    _sample(
         "keras-mode-layer-call",
         [("mode_answers", '    "layer(x)": "inference",', '    "layer(x)": "training",')],
         {"test_mode_answers"},

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .gradcheck import eval_numerical_gradient_array, rel_error
+from .gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
 # A correct float64 backward pass checked numerically with h = 1e-5 shows about 1e-10 to 1e-8.
 GRADIENT_TOLERANCE = 1e-7
@@ -333,6 +333,122 @@ def _layernorm_dx_hint(dx, x, gamma, dout, eps=1e-5):
         "the mean and variance paths sum over the features of each example (axis 1), and "
         "g = gamma * dout goes inside those sums"
     )
+
+
+def check_backward_pieces(backward_pieces):
+    """Public checks of Part C's pieces: shapes, and each derivative against a numerical one."""
+    check = _Checker("backward_pieces")
+    with _guard(check):
+        rng = np.random.default_rng(6)
+        x = rng.normal(1.0, 2.0, size=(5, 3))
+        gamma, dout, eps = rng.normal(size=3), rng.normal(size=(5, 3)), 1e-5
+        pieces = backward_pieces(x, gamma, dout, eps)
+        if not check.expect(
+            isinstance(pieces, dict), "returns a dict", "return {'dx_hat': ..., ...}"
+        ):
+            return check.good
+        mean, var = x.mean(axis=0), x.var(axis=0)
+
+        def loss_of_var(v):  # x_hat depends on the variance through s = sqrt(var + eps)
+            return (dout * gamma * (x - mean) / np.sqrt(v + eps)).sum()
+
+        def loss_of_mean(m):  # ... and on the mean through x - mean and through the variance
+            return (dout * gamma * (x - m) / np.sqrt(((x - m) ** 2).mean(axis=0) + eps)).sum()
+
+        numeric = {
+            "dx_hat": dout * gamma,
+            "dvar": eval_numerical_gradient(loss_of_var, var.copy()),
+            "dmean": eval_numerical_gradient(loss_of_mean, mean.copy()),
+        }
+        hints = {
+            "dx_hat": "y = gamma * x_hat + beta, so dL/dx_hat = gamma * dout",
+            "dvar": "differentiate (var + eps) ** (-1/2) and sum over the batch (axis 0)",
+            "dmean": "two paths: through x - mean directly and through the variance",
+        }
+        for name, expected in numeric.items():
+            got = pieces.get(name)
+            if check.shape(got, expected.shape, f'"{name}"'):
+                error = rel_error(got, expected)
+                check.expect(
+                    error < GRADIENT_TOLERANCE,
+                    f"{name} matches the numerical derivative (relative error {error:.1e})",
+                    hints[name],
+                    failed=f"{name} does not match the numerical derivative: relative error "
+                    f"{error:.1e}",
+                )
+    return check.good
+
+
+def check_groupnorm(groupnorm_forward, groupnorm_backward):
+    """Public checks of group norm: per-group statistics, no batch statistics, gamma per channel,
+    a G that does not divide C, numerical gradient."""
+    check = _Checker("groupnorm")
+    with _guard(check):
+        rng = np.random.default_rng(5)
+        x = rng.normal(2.0, 3.0, size=(3, 2, 3, 6)) + np.arange(6.0)  # one offset per channel
+        ones, zeros = np.ones(6), np.zeros(6)
+        out, _ = groupnorm_forward(x, ones, zeros, 3, {"eps": 1e-5})
+        check.shape(out, x.shape, "out")
+        if isinstance(out, np.ndarray) and out.shape == x.shape:
+            groups = out.reshape(3, 2, 3, 3, 2)
+            check.expect(
+                np.allclose(groups.mean(axis=(1, 2, 4)), 0)
+                and np.allclose(groups.var(axis=(1, 2, 4)), 1, rtol=1e-3),
+                "with gamma 1, beta 0 each example's group of C/G consecutive channels has mean 0 "
+                "and variance 1",
+                "statistics per example over H, W and the group's channels: reshape the last axis "
+                "to (G, C // G) and average over axes (1, 2, 4)",
+            )
+            alone, _ = groupnorm_forward(x[:1], ones, zeros, 3, {"eps": 1e-5})
+            check.expect(
+                isinstance(alone, np.ndarray)
+                and alone.shape == (1, 2, 3, 6)
+                and np.allclose(alone, out[:1]),
+                "an example alone gives the same output as inside the batch",
+                "group norm never averages over the batch axis N",
+            )
+            gamma = rng.normal(size=6)
+            scaled, _ = groupnorm_forward(x, gamma, zeros, 3, {"eps": 1e-5})
+            check.expect(
+                isinstance(scaled, np.ndarray)
+                and scaled.shape == x.shape
+                and np.allclose(scaled, out * gamma),
+                "gamma scales each channel by its own value",
+                "gamma and beta have one value per channel, shape (C,)",
+            )
+        try:
+            groupnorm_forward(x, ones, zeros, 4, {"eps": 1e-5})
+            raised = None
+        except NotImplementedError:
+            raise
+        except Exception as error:  # noqa: BLE001  reported below
+            raised = error
+        message = str(raised)
+        check.expect(
+            isinstance(raised, ValueError)
+            and "6" in message
+            and "4" in message
+            and not message.startswith("cannot reshape"),
+            "C=6 with G=4 raises a ValueError that names C and G",
+            "check C % G before computing and raise ValueError(f'C={C} ... G={G} ...')",
+            failed="C=6 with G=4: expected a ValueError naming C and G, got "
+            + ("no exception" if raised is None else f"{type(raised).__name__}: {message[:80]}"),
+        )
+
+        def forward(x_, gamma_, beta_, param):
+            return groupnorm_forward(x_, gamma_, beta_, 2, param)
+
+        _check_backward(
+            check,
+            forward,
+            groupnorm_backward,
+            rng.normal(size=(2, 2, 3, 4)),
+            rng.normal(size=4),
+            rng.normal(size=4),
+            {"eps": 1e-5},
+            hints={"dx": "group norm's dx is layer norm's (Part E) on each (example, group) block"},
+        )
+    return check.good
 
 
 # ------------------------------------------------------------------------- bn_keras.ipynb
@@ -688,6 +804,50 @@ def check_experiments(histories):
 # ----------------------------------------------------------------------- grade cells
 # Grade-cell suite -> (check function, names of the notebook's globals it takes).
 # Students read a suite by the names it checks ("Public checks of batchnorm_forward").
+def _groupnorm_formula(x, gamma, beta, groups, eps):
+    n, h, w, c = x.shape
+    grouped = x.reshape(n, h, w, groups, c // groups)
+    mean = grouped.mean(axis=(1, 2, 4), keepdims=True)
+    var = grouped.var(axis=(1, 2, 4), keepdims=True)
+    return gamma * ((grouped - mean) / np.sqrt(var + eps)).reshape(x.shape) + beta
+
+
+def check_keras_groupnorm(keras_groupnorm_forward, keras_layernorm_forward):
+    """Public checks of the Keras group and layer norm functions (float64, the stated formula)."""
+    check = _Checker("keras_groupnorm")
+    with _guard(check):
+        rng = np.random.default_rng(8)
+        x = rng.normal(1.0, 0.1, size=(2, 3, 2, 6)) + np.arange(6.0)
+        gamma, beta = rng.normal(1.0, 0.3, 6), rng.normal(0.0, 0.3, 6)
+        for groups in (1, 3, 6):
+            out = np.asarray(keras_groupnorm_forward(x, gamma, beta, groups, {"eps": 1e-5}))
+            expected = _groupnorm_formula(x, gamma, beta, groups, 1e-5)
+            check.expect(
+                out.shape == x.shape and out.dtype == np.float64 and np.allclose(out, expected),
+                f"G={groups}: float64 output equals the group-norm formula",
+                "pass groups=G, axis=-1, epsilon=gn_param['eps'], dtype=x.dtype.name; assign "
+                "gamma and beta",
+            )
+        trained = np.asarray(
+            keras_groupnorm_forward(x, gamma, beta, 3, {"eps": 1e-5}, training=True)
+        )
+        check.expect(
+            np.allclose(trained, _groupnorm_formula(x, gamma, beta, 3, 1e-5)),
+            "training=True gives the same output (group norm has no moving statistics)",
+        )
+        rows = rng.normal(2.0, 0.1, size=(4, 5))
+        ln_gamma, ln_beta = rng.normal(1.0, 0.3, 5), rng.normal(0.0, 0.3, 5)
+        out = np.asarray(keras_layernorm_forward(rows, ln_gamma, ln_beta, {"eps": 1e-5}))
+        mean, var = rows.mean(axis=1, keepdims=True), rows.var(axis=1, keepdims=True)
+        check.expect(
+            out.shape == rows.shape
+            and np.allclose(out, ln_gamma * (rows - mean) / np.sqrt(var + 1e-5) + ln_beta),
+            "layer norm: float64 output equals the formula of Part E (bn_numpy)",
+            "pass axis=-1, epsilon=ln_param['eps'], dtype=x.dtype.name; assign gamma and beta",
+        )
+    return check.good
+
+
 SUITES = {
     "batchnorm_forward": (check_batchnorm_forward, ("batchnorm_forward",)),
     "batchnorm_backward": (check_batchnorm_backward, ("batchnorm_forward", "batchnorm_backward")),
@@ -697,6 +857,8 @@ SUITES = {
     ),
     "spatial": (check_spatial, ("spatial_batchnorm_forward", "spatial_batchnorm_backward")),
     "layernorm": (check_layernorm, ("layernorm_forward", "layernorm_backward")),
+    "backward_pieces": (check_backward_pieces, ("backward_pieces",)),
+    "groupnorm": (check_groupnorm, ("groupnorm_forward", "groupnorm_backward")),
     "choose_device": (check_choose_device, ("choose_device",)),
     "make_keras_bn": (check_make_keras_bn, ("make_keras_bn",)),
     "keras_bn_forward": (check_keras_bn_forward, ("keras_bn_forward",)),
@@ -707,6 +869,10 @@ SUITES = {
     "build_mlp": (check_build_mlp, ("build_mlp",)),
     "build_cnn": (check_build_cnn, ("build_cnn",)),
     "experiments": (check_experiments, ("HISTORIES",)),
+    "keras_groupnorm": (
+        check_keras_groupnorm,
+        ("keras_groupnorm_forward", "keras_layernorm_forward"),
+    ),
 }
 SUITE_LABELS = {"keras_images": "keras_bn_forward and keras_bn_backward on NHWC images"}
 GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only when the notebook is being graded
