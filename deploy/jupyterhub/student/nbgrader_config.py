@@ -17,3 +17,6 @@ if _here not in sys.path:
 c.CourseDirectory.course_id = os.environ.get("BNHUB_COURSE_ID", "bn-course")
 c.Exchange.root = os.environ.get("BNHUB_EXCHANGE_ROOT", "/srv/nbgrader/exchange")
 c.ExchangeFactory.submit = "bnhub_exchange.PrivateSubmit"
+# Validate runs the whole notebook; the Keras training cells take longer than nbgrader's
+# default 30 s per cell on a small CPU (the same limit as grading, nbgrader_config.py).
+c.Execute.timeout = 300
