@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "autograder"))
 from bn_grader.samples import all_samples  # noqa: E402
 from coursekit import cluster  # noqa: E402
 from coursekit.grade import grade  # noqa: E402
+from coursekit.incremental import grader_version  # noqa: E402
 from coursekit.loopback import LoopbackCluster  # noqa: E402
 from coursekit.paths import tool_env  # noqa: E402
 from coursekit.release import release  # noqa: E402
@@ -141,7 +142,29 @@ def time_noop_tasks(base, address, template_runtime, template_student, count, se
         cluster.DaskExecutor._spec = original_spec
         cluster.remote_entry = original_entry
     graded = sum(1 for item in run if item.status == "graded")
-    return seconds, graded
+    return seconds, graded, canned
+
+
+def merge_seconds(base, canned, count=20):
+    """Seconds per merge_notebook_grades call (the nbgrader ORM part of the parent's cost)."""
+    from coursekit.gradebook import merge_notebook_grades, zero_notebook
+    from coursekit.paths import db_url
+
+    items = list(canned.items())[:count]
+    paths = []
+    for index, (_, result) in enumerate(items):
+        path = base / f"merge-{index}.db"
+        path.write_bytes(zlib.decompress(result["gradebook_z"]))
+        paths.append(path)
+    started = time.perf_counter()
+    for (key, _), path in zip(items, paths, strict=True):
+        merge_notebook_grades(f"sqlite:///{path}", db_url(), key.split("__")[0], "bn_numpy")
+    merge = (time.perf_counter() - started) / len(items)
+    started = time.perf_counter()
+    for key, _ in items:
+        zero_notebook(db_url(), key.split("__")[0], "bn_keras", "Not graded: bench.")
+    zero = (time.perf_counter() - started) / len(items)
+    return merge, zero
 
 
 def main():
@@ -170,6 +193,12 @@ def main():
         with LoopbackCluster(base / "cluster", workers=2) as loopback:
             fresh_runtime(base, "dask", secret)
             write_submissions(args.count)
+            started = time.perf_counter()
+            cluster.cached_blank_gradebook(grader_version())
+            report(
+                f"one-off per release version: blank gradebook for the workers in "
+                f"{time.perf_counter() - started:.1f} s (cached in the runtime folder, not timed below)"
+            )
             load = os.getloadavg()[0]
             dask_seconds, dask_run = time_grade(scheduler=loopback.address)
             report(
@@ -183,14 +212,20 @@ def main():
             report(f"same statuses on both: {same}")
             template = next(s.student for s in local_run if s.status == "graded")
             load = os.getloadavg()[0]
-            noop_seconds, noop_graded = time_noop_tasks(
+            noop_seconds, noop_graded, canned = time_noop_tasks(
                 base, loopback.address, local_runtime, template, args.noop, secret
             )
+            merge, zero = merge_seconds(base, canned)
             per_task = noop_seconds / max(1, args.noop)
             report(
                 f"parent cost, {args.noop} no-op tasks: {noop_seconds:.1f} s, "
                 f"{1000 * per_task:.0f} ms a task ({noop_graded} merged; load {load:.1f}) -> "
                 f"1,000 tasks: {1000 * per_task:.0f} s (target < 60 s)"
+            )
+            report(
+                f"of which nbgrader's gradebook API: merge_notebook_grades {1000 * merge:.0f} ms a "
+                f"notebook, zero_notebook (the missing bn_keras of each no-op student) "
+                f"{1000 * zero:.0f} ms"
             )
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -47,6 +47,7 @@ CONNECT_TIMEOUT_S = 10
 # How long the scheduler may be unreachable before the run is declared stopped.
 SCHEDULER_GRACE_S = 10
 POLL_S = 0.2
+MIN_POLL_S = 0.002
 CAPACITY_REFRESH_S = 2.0
 SETTINGS_PASSED = ("BNKIT_CELL_TIMEOUT",)  # environment settings that change outcomes
 
@@ -241,6 +242,23 @@ def blank_gradebook():
         return (tmp / "gradebook.db").read_bytes()
 
 
+def cached_blank_gradebook(version):
+    """:func:`blank_gradebook`, zlib-compressed, kept in the runtime folder per grader version.
+
+    Building it runs nbgrader once (about 5-15 s); a release or grader change makes a new one.
+    """
+    folder = runtime_dir() / "cluster"
+    path = folder / f"blank-gradebook-{version[:16]}.db.z"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("blank-gradebook-*.db.z"):
+            old.unlink()
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(zlib.compress(blank_gradebook()))
+        partial.replace(path)
+    return path.read_bytes()
+
+
 def allow_one_retry(client):
     """Set the scheduler's ``allowed_failures``: one retry after a worker dies, then give up.
 
@@ -302,7 +320,7 @@ class DaskExecutor:
         self._secret = (runtime_dir() / "grading.secret").read_bytes()
         self._grading_env = {"BNKIT_SANDBOX": env.get("BNKIT_SANDBOX", "1")}
         self._grading_env.update({k: os.environ[k] for k in SETTINGS_PASSED if k in os.environ})
-        self._gradebook_z = zlib.compress(blank_gradebook())
+        self._gradebook_z = cached_blank_gradebook(self._version)
         self._futures = {}
         self._done = set()
         self._threads, self._capacity_checked = 1, float("-inf")
@@ -352,6 +370,7 @@ class DaskExecutor:
         queue = list(reversed(tasks))
         in_flight = set()
         unreachable_since = None
+        delay = MIN_POLL_S
         while queue or in_flight:
             while queue and len(in_flight) < self._capacity():
                 task = queue.pop()
@@ -362,8 +381,13 @@ class DaskExecutor:
                 in_flight.add(future)
             finished = [future for future in in_flight if future.done()]
             in_flight.difference_update(finished)
-            if not finished:
-                time.sleep(POLL_S)  # sleeping in small steps keeps Ctrl-C immediate
+            if finished:
+                delay = MIN_POLL_S
+            else:
+                # Short sleeps while results come quickly, up to POLL_S when they do not;
+                # sleeping in small steps also keeps Ctrl-C immediate.
+                time.sleep(delay)
+                delay = min(POLL_S, delay * 2)
             for future in finished:
                 task = self._futures[future.key][1]
                 self._done.add(task.key)
