@@ -27,6 +27,7 @@ scheduler goes away, grading stops with a clear message; every grade merged so f
 re-run (incremental) grades the rest.
 """
 
+import atexit
 import logging
 import os
 import shutil
@@ -72,6 +73,8 @@ def _root():
         if _worker_root is None:
             _worker_root = Path(tempfile.mkdtemp(prefix="bnkit-dask-worker-"))
             (_worker_root / "tasks").mkdir()
+            # Removed when the worker exits normally (a killed worker leaves it in /tmp).
+            atexit.register(shutil.rmtree, _worker_root, ignore_errors=True)
         return _worker_root
 
 
