@@ -169,6 +169,14 @@ def test_regrading_one_student_keeps_everyone_elses_grades_and_manual_scores(gra
     assert {sample.name for sample in graded["samples"]} <= statuses
 
 
+def test_keras_grading_reads_the_students_own_numpy_notebook(graded):
+    """The reference submitted both notebooks: its Keras notebook found bn_numpy.ipynb."""
+    path = graded["runtime"] / "autograded" / REFERENCE / "batchnorm" / "bn_keras.ipynb"
+    text = path.read_text()
+    assert "bn_numpy.ipynb was not submitted" not in text
+    assert "could not read" not in text and "is not in this folder" not in text
+
+
 def test_scores_come_from_the_sandboxed_checks_ledger(graded):
     """Every auto score in the gradebook is the one the trusted checks recorded."""
     import nbformat

@@ -100,6 +100,11 @@ class SandboxedExecute(Execute):
     check_timeout = Integer(
         0, help="Seconds one check may take in all; 0 means the cell timeout."
     ).tag(config=True)
+    companion_notebooks = List(
+        Unicode(),
+        ["bn_numpy.ipynb"],
+        help="The student's submitted notebooks that the graded one may read (read-only copy).",
+    ).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         if self.sandbox and not bwrap_path():
@@ -144,11 +149,34 @@ class SandboxedExecute(Execute):
         source = Path(resources.get("metadata", {}).get("path") or ".")
         work = self._task_dir / "work"
         shutil.copytree(source, work, symlinks=False, ignore=shutil.ignore_patterns("*.db"))
+        self._copy_companions(resources, work)
         (self._task_dir / "home").mkdir()
         (self._task_dir / "ipc").mkdir()
         rights = default_rights(self._task_dir, hide=self.hidden_paths)
         self._rights = rights if self.sandbox else None
         self._kernel_env = {key: str(value) for key, value in rights.env.items()}
+
+    def _copy_companions(self, resources, work):
+        """The student's other notebooks the graded one reads (bn_keras reads bn_numpy).
+
+        nbgrader copies no notebook but the graded one into the autograded folder, so they
+        come from the student's submitted folder, read-only.
+        """
+        nbgrader = resources.get("nbgrader", {})
+        if not nbgrader.get("student") or not nbgrader.get("assignment"):
+            return
+        from nbgrader.coursedir import CourseDirectory
+
+        coursedir = CourseDirectory(config=self.config)
+        submitted = Path(
+            coursedir.format_path(
+                coursedir.submitted_directory, nbgrader["student"], nbgrader["assignment"]
+            )
+        )
+        for name in self.companion_notebooks:
+            if name != f"{nbgrader.get('notebook')}.ipynb" and (submitted / name).is_file():
+                shutil.copyfile(submitted / name, work / name)
+                (work / name).chmod(0o444)
 
     def create_kernel_manager(self):
         ipc = self._task_dir / "ipc"

@@ -165,7 +165,12 @@ def grade_task(spec):
     work = Path(tempfile.mkdtemp(prefix=f"{task.key}-", dir=_root() / "tasks"))
     try:
         stage_submission(
-            work, task.student, task.notebook, spec["notebook_bytes"], spec["timestamp_bytes"]
+            work,
+            task.student,
+            task.notebook,
+            spec["notebook_bytes"],
+            spec["timestamp_bytes"],
+            spec.get("companions"),
         )
         (work / "gradebook.db").write_bytes(zlib.decompress(spec["gradebook_z"]))
         secret = work / "grading.secret"
@@ -330,6 +335,8 @@ class DaskExecutor:
         self.description = f"Dask scheduler {address}"
 
     def _spec(self, task):
+        from .grade import companion_bytes
+
         folder = submitted_dir() / task.student / ASSIGNMENT
         timestamp = folder / "timestamp.txt"
         return {
@@ -337,6 +344,7 @@ class DaskExecutor:
             "notebook": task.notebook,
             "notebook_bytes": (folder / task.notebook).read_bytes(),
             "timestamp_bytes": timestamp.read_bytes() if timestamp.exists() else None,
+            "companions": companion_bytes(folder, task.notebook),
             "secret": self._secret,
             "kit_version": self._version,
             "grading_env": self._grading_env,

@@ -122,11 +122,35 @@ def list_students(requested=None, misplaced=()):
     return present
 
 
-def stage_submission(work, student, notebook, notebook_bytes, timestamp_bytes=None):
-    """Lay out one submission as nbgrader wants it: ``work/submitted/<student>/batchnorm/``."""
+# The Keras notebook compares with the student's own NumPy functions (bnkit.nbimport reads
+# bn_numpy.ipynb from the notebook's folder): its task carries that notebook too, read-only.
+COMPANIONS = {"bn_keras.ipynb": ("bn_numpy.ipynb",)}
+
+
+def companion_bytes(folder, notebook):
+    """{name: bytes} of the submitted notebooks the task of ``notebook`` needs beside it."""
+    folder = Path(folder)
+    return {
+        name: (folder / name).read_bytes()
+        for name in COMPANIONS.get(notebook, ())
+        if (folder / name).is_file()
+    }
+
+
+def stage_submission(
+    work, student, notebook, notebook_bytes, timestamp_bytes=None, companions=None
+):
+    """Lay out one submission as nbgrader wants it: ``work/submitted/<student>/batchnorm/``.
+
+    ``companions`` ({name: bytes}) are other notebooks of the student's the graded one reads;
+    nbgrader grades only ``notebook`` (the task's notebook id).
+    """
     staged = Path(work) / "submitted" / student / ASSIGNMENT
     staged.mkdir(parents=True)
     (staged / notebook).write_bytes(notebook_bytes)
+    for name, data in (companions or {}).items():
+        (staged / name).write_bytes(data)
+        (staged / name).chmod(0o444)
     if timestamp_bytes is not None:
         (staged / "timestamp.txt").write_bytes(timestamp_bytes)
     return staged
@@ -171,6 +195,7 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
         task.notebook,
         (source / task.notebook).read_bytes(),
         timestamp.read_bytes() if timestamp.exists() else None,
+        companion_bytes(source, task.notebook),
     )
     if course_url.startswith("sqlite:///"):
         with lock:  # don't copy the gradebook while the parent writes to it
