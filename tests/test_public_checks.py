@@ -56,8 +56,8 @@ SUITE_OF = {
     "backward_pieces": "backward_pieces",
     "groupnorm_forward": "groupnorm",
     "groupnorm_backward": "groupnorm",
-    "keras_groupnorm_forward": "keras_groupnorm",
-    "keras_layernorm_forward": "keras_groupnorm",
+    "keras_groupnorm_forward": "keras_norms",
+    "keras_layernorm_forward": "keras_norms",
 }
 # Mistakes no public check may catch, and why.
 NOT_PUBLIC = {

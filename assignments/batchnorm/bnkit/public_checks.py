@@ -814,7 +814,7 @@ def _groupnorm_formula(x, gamma, beta, groups, eps):
 
 def check_keras_groupnorm(keras_groupnorm_forward, keras_layernorm_forward):
     """Public checks of the Keras group and layer norm functions (float64, the stated formula)."""
-    check = _Checker("keras_groupnorm")
+    check = _Checker("keras_groupnorm_forward")
     with _guard(check):
         rng = np.random.default_rng(8)
         x = rng.normal(1.0, 0.1, size=(2, 3, 2, 6)) + np.arange(6.0)
@@ -869,7 +869,7 @@ SUITES = {
     "build_mlp": (check_build_mlp, ("build_mlp",)),
     "build_cnn": (check_build_cnn, ("build_cnn",)),
     "experiments": (check_experiments, ("HISTORIES",)),
-    "keras_groupnorm": (
+    "keras_norms": (
         check_keras_groupnorm,
         ("keras_groupnorm_forward", "keras_layernorm_forward"),
     ),
