@@ -12,6 +12,20 @@ from pathlib import Path
 
 import nbformat
 
+# Solution cells of bn_keras.ipynb that define functions (not the slow training experiments).
+KERAS_FUNCTION_CELLS = (
+    "choose_device",
+    "make_keras_bn",
+    "keras_bn_forward",
+    "keras_bn_backward",
+    "used_batch_statistics",
+    "mode_answers",
+    "build_mlp",
+    "build_cnn",
+    "keras_groupnorm_forward",
+    "keras_layernorm_forward",
+)
+
 
 def _grade_id(cell):
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")

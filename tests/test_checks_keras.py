@@ -21,24 +21,13 @@ import tensorflow as tf
 import bn_grader.checks_groupnorm  # noqa: F401  registers the group-norm check
 from bn_grader import check, checks_keras
 from bn_grader.registry import CHECKS
-from nbcode import namespace_from_notebook
+from nbcode import KERAS_FUNCTION_CELLS, namespace_from_notebook
 
 KIT = Path(__file__).resolve().parents[1]
 SOLUTION = KIT / "solutions" / "batchnorm" / "bn_keras.ipynb"
 RELEASE = KIT / "assignments" / "batchnorm" / "bn_keras.ipynb"
 
-FUNCTION_CELLS = [
-    "choose_device",
-    "make_keras_bn",
-    "keras_bn_forward",
-    "keras_bn_backward",
-    "used_batch_statistics",
-    "mode_answers",
-    "build_mlp",
-    "build_cnn",
-    "keras_groupnorm_forward",
-    "keras_layernorm_forward",
-]
+FUNCTION_CELLS = list(KERAS_FUNCTION_CELLS)
 # grade cell -> check id, as written in the notebook (test_grade_cells_call_registered_checks).
 CELLS = {
     "test_choose_device": "keras_device",

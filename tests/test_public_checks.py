@@ -19,23 +19,11 @@ from bn_grader.samples_keras import SAMPLES as KERAS_SAMPLES
 from bn_grader.samples_numpy import SAMPLES as NUMPY_SAMPLES
 from bnkit import public_checks
 from conftest import ASSIGNMENT_SOURCE
-from nbcode import namespace_from_notebook, solution_sources
+from nbcode import KERAS_FUNCTION_CELLS, namespace_from_notebook, solution_sources
 
 NUMPY = ASSIGNMENT_SOURCE / "bn_numpy.ipynb"
 KERAS = ASSIGNMENT_SOURCE / "bn_keras.ipynb"
-# Solution cells of bn_keras that define functions (not the slow training experiments).
-KERAS_CELLS = {
-    "choose_device",
-    "make_keras_bn",
-    "keras_bn_forward",
-    "keras_bn_backward",
-    "used_batch_statistics",
-    "mode_answers",
-    "build_mlp",
-    "build_cnn",
-    "keras_groupnorm_forward",
-    "keras_layernorm_forward",
-}
+KERAS_CELLS = set(KERAS_FUNCTION_CELLS)
 # The suite that guards each edited function.
 SUITE_OF = {
     "batchnorm_forward": "batchnorm_forward",
