@@ -9,6 +9,7 @@ descriptions of the layers and models it returns, built by the kernel's stub).
 import numpy as np
 
 from bnkit import wire
+from bnkit.public_checks import EXPERIMENT_RUNS  # the runs the notebook records: one list
 
 from . import diagnose as structure
 from . import mistakes_keras as mk
@@ -50,16 +51,6 @@ MODE_WHY = {
         "a frozen BatchNormalization keeps its moving statistics, even inside fit"
     ),
 }
-EXPERIMENT_RUNS = (
-    "sigmoid",
-    "sigmoid+BN",
-    "relu lr 0.1",
-    "relu+BN lr 0.1",
-    "relu lr 1",
-    "relu+BN lr 1",
-    "cnn+BN",
-    "sigmoid+BN momentum 0.9",
-)
 
 
 def keras_check(check_id, points):
