@@ -19,8 +19,10 @@ import pytest
 import tensorflow as tf
 
 import bn_grader.checks_groupnorm  # noqa: F401  registers the group-norm check
-from bn_grader import check, checks_keras
+from bn_grader import checks_keras
+from bn_grader import mistakes_keras as mk
 from bn_grader.registry import CHECKS
+from bn_grader.runner import check_result
 from nbcode import KERAS_FUNCTION_CELLS, namespace_from_notebook
 
 KIT = Path(__file__).resolve().parents[1]
@@ -72,15 +74,25 @@ def solution_namespace(edits=()):
     return namespace
 
 
-def grade(namespace, cells=CELLS):
-    """{grade cell: (score, maximum, printed text)}."""
+def grade_with_ids(namespace, cells=CELLS):
+    """{grade cell: (score, maximum, printed text, mistake ids its result names)}."""
     results = {}
     for cell, check_id in cells.items():
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            score = check(check_id, namespace)
-        results[cell] = (score, CHECKS[check_id].points, buffer.getvalue())
+            result = check_result(check_id, namespace)
+        results[cell] = (
+            result.score,
+            CHECKS[check_id].points,
+            buffer.getvalue(),
+            set(result.mistakes),
+        )
     return results
+
+
+def grade(namespace, cells=CELLS):
+    """{grade cell: (score, maximum, printed text)}."""
+    return {cell: found[:3] for cell, found in grade_with_ids(namespace, cells).items()}
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +255,53 @@ def test_mode_truth_is_what_keras_does():
     assert observed == checks_keras.MODE_TRUTH
 
 
+# MODE_TRUTH is Keras's own behaviour (test_mode_truth_is_what_keras_does); the other word of
+# each entry's pair is the wrong answer.
+OTHER_WORD = {"training": "inference", "inference": "training", "unchanged": "updated"}
+
+
+def test_mode_answers_feedback_names_the_rule_but_never_the_answer(solution):
+    """Every entry wrong: each line names its entry and the rule that decides it, the cause is
+    named (in the result, not the text), and no line prints the expected word."""
+    wrong = {scenario: OTHER_WORD[truth] for scenario, truth in checks_keras.MODE_TRUTH.items()}
+    score, _, text, ids = grade_with_ids(
+        dict(solution, MODE_ANSWERS=wrong), {"test_mode_answers": "keras_mode_answers"}
+    )["test_mode_answers"]
+    assert score == 0 and ids == {"keras-mode-semantics"}
+    failing = [line for line in text.splitlines() if line.startswith("[FAIL]")]
+    assert len(failing) == len(wrong)
+    for scenario, truth in checks_keras.MODE_TRUTH.items():
+        line = next(
+            line for line in failing if line.startswith(f"[FAIL] MODE_ANSWERS[{scenario!r}]")
+        )
+        assert f"your answer {wrong[scenario]!r} is not what Keras does" in line
+        assert "The rule that decides it:" in line
+        assert mk.explain("keras-mode-semantics") in line
+        # the expected word, quoted or after "expected", is not on the entry's line
+        assert repr(truth) not in line and f'"{truth}"' not in line, line
+        assert "expected" not in line, line
+    # The rules differ per entry: the student learns which idea each wrong entry concerns.
+    rules = {line.split("The rule that decides it:")[1] for line in failing}
+    assert len(rules) == len(wrong)
+
+
+def test_mode_answers_outside_the_vocabulary_are_told_the_words_not_the_answer(solution):
+    answers = dict(checks_keras.MODE_TRUTH)
+    answers["layer(x)"] = "infer"
+    del answers["model(x)"]
+    score, maximum, text, ids = grade_with_ids(
+        dict(solution, MODE_ANSWERS=answers), {"test_mode_answers": "keras_mode_answers"}
+    )["test_mode_answers"]
+    assert 0 < score < maximum
+    assert ids == set()  # a spelling slip or a lost key is not a misunderstanding of Keras
+    failing = [line for line in text.splitlines() if line.startswith("[FAIL]")]
+    assert len(failing) == 2
+    layer_line = next(line for line in failing if "['layer(x)']" in line)
+    assert "'infer'" in layer_line and "'training' or 'inference'" in layer_line
+    model_line = next(line for line in failing if "['model(x)']" in line)
+    assert "no entry for this call" in model_line
+
+
 def test_observe_modes_helper_agrees_with_the_truth(solution):
     from bnkit.keras_helpers import MODE_SCENARIOS, observe_modes
 
@@ -324,11 +383,13 @@ def test_build_mlp_momentum_hint_names_build_mlps_own_argument(solution):
             )
         ]
     )
-    score, maximum, text = grade(namespace, {"test_build_mlp": "keras_mlp_structure"})[
-        "test_build_mlp"
-    ]
+    score, maximum, text, ids = grade_with_ids(
+        namespace, {"test_build_mlp": "keras_mlp_structure"}
+    )["test_build_mlp"]
     assert score < maximum
-    assert "[mistake: keras-mlp-momentum-ignored]" in text
+    assert ids == {"keras-mlp-momentum-ignored"}
+    assert mk.explain("keras-mlp-momentum-ignored") in text
+    assert "keras-mlp-momentum-ignored" not in text  # the id is for the instructor's side
     assert "momentum=momentum" in text and "bn_param['momentum']" not in text
 
 
@@ -349,7 +410,8 @@ def test_mode_detector_with_the_unbiased_variance_is_named(solution):
         ]
     )
     cells = {"test_used_batch_statistics": "keras_mode_detector"}
-    score, maximum, text = grade(namespace, cells)["test_used_batch_statistics"]
-    assert score < maximum
+    score, maximum, text, ids = grade_with_ids(namespace, cells)["test_used_batch_statistics"]
+    assert score < maximum and ids == {"keras-detector-unbiased"}
     failing = [line for line in text.splitlines() if line.startswith("[FAIL]")]
-    assert failing and all("[mistake: keras-detector-unbiased]" in line for line in failing)
+    cause = mk.explain("keras-detector-unbiased")
+    assert failing and all(cause in line for line in failing)

@@ -1,10 +1,10 @@
 """The realistic corpus: failing items carry the right cause, and never a wrong one.
 
-Every submission of autograder/corpus/realistic.py is graded through ``bn_grader.check`` (the
-real protocol); each ``[FAIL]`` line is read the way the class report reads it (the
-``Likely mistake [id]`` and ``[mistake: id]`` tags). A line is right when it names at least one
-cause and every cause it names is one of the submission's true causes; a wrong name is a line
-naming anything else.
+Every submission of autograder/corpus/realistic.py is graded through the real protocol
+(``bn_grader.runner.check_result``); each failing item is read the way the class report reads
+it: the mistake ids its result records (what goes into the ledger), beside the line the student
+reads. A line is right when it names at least one cause and every cause it names is one of the
+submission's true causes; a wrong name is a line naming anything else.
 """
 
 import contextlib
@@ -13,11 +13,11 @@ import re
 
 import pytest
 
-from bn_grader import check, mistakes
+from bn_grader import mistakes
 from bn_grader import mistakes_keras as mk
+from bn_grader.runner import check_result
 from corpus.realistic import SUBMISSIONS, namespace
 
-TAG = re.compile(r"(?:Likely mistake \[|\[mistake: )([\w-]+)\]")
 TARGET = 0.9
 
 
@@ -26,12 +26,13 @@ def failing_lines(submission):
     ns = namespace(submission)
     found = []
     for check_id in submission.checks:
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            check(check_id, ns)
-        for line in buffer.getvalue().splitlines():
-            if line.startswith("[FAIL]"):
-                found.append((check_id, line, set(TAG.findall(line))))
+        with contextlib.redirect_stdout(io.StringIO()):
+            result = check_result(check_id, ns)
+        # One printed line per item, in order; the last line is the tally.
+        for item, line in zip(result.items, result.lines, strict=False):
+            if not item["passed"]:
+                assert line.startswith("[FAIL]"), line
+                found.append((check_id, line, set(item["mistakes"])))
     return found
 
 
@@ -93,3 +94,27 @@ def test_every_submission_gets_its_causes_named_somewhere(graded):
         if not named & submission.causes:
             missing.append(name)
     assert not missing
+
+
+def test_two_mistakes_in_one_item_are_both_named(graded):
+    """A two-mistake submission's item that shows both records both ids (the ledger and the
+    class report count them), and its line gives both causes in words, without the ids."""
+    submission, lines = graded["momentum-pytorch-style"]
+    both = [(line, named) for _, line, named in lines if named == submission.causes]
+    assert both, lines
+    for line, _ in both:
+        for mistake_id in submission.causes:
+            assert "Likely mistake: " + mistakes.cause(mistake_id) in line
+            assert mistake_id not in line
+
+
+def test_no_printed_line_carries_an_id(graded):
+    known = set(mistakes.BY_ID) | set(mk.MISTAKES)
+    an_id = re.compile("|".join(rf"(?<![\w-]){re.escape(m)}(?![\w-])" for m in known))
+    carrying = [
+        line
+        for _, lines in graded.values()
+        for _, line, _ in lines
+        if "[mistake:" in line or "Likely mistake [" in line or an_id.search(line)
+    ]
+    assert not carrying, carrying[:5]

@@ -9,6 +9,7 @@ import pytest
 
 from bn_grader import check, mistakes
 from bn_grader.registry import CHECKS
+from bn_grader.runner import check_result
 from bn_grader.samples_numpy import SAMPLES
 from nbcode import namespace_from_notebook, solution_sources
 
@@ -55,13 +56,17 @@ ISSUE_MISTAKES = [
 
 
 def grade(namespace):
-    """{grade cell: (score, printed text)} for every bn_numpy check."""
+    """{grade cell: (score, printed text, mistake ids its result names)} for every check.
+
+    The ids come from the check's result (what the ledger records); the printed text is what
+    the student reads, which names the cause in words only.
+    """
     results = {}
     for cell, check_id in CELLS.items():
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            score = check(check_id, namespace)
-        results[cell] = (score, buffer.getvalue())
+            result = check_result(check_id, namespace)
+        results[cell] = (result.score, buffer.getvalue(), set(result.mistakes))
     return results
 
 
@@ -85,11 +90,14 @@ def test_sample_names_are_unique_and_edits_apply_once():
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda sample: sample.name)
 def test_sample_loses_points_on_its_cells_only_and_is_named(sample):
     results = grade(namespace_from_notebook(NOTEBOOK, edits=sample.edits))
-    lost = {cell for cell, (score, _) in results.items() if score < CHECKS[CELLS[cell]].points}
+    lost = {cell for cell, (score, *_) in results.items() if score < CHECKS[CELLS[cell]].points}
     assert lost == set(sample.affected_cells)
-    named = [cell for cell, (_, text) in results.items() if f"[{sample.mistake_id}]" in text]
-    assert named, f"no cell named [{sample.mistake_id}]"
+    named = [cell for cell, (_, _, ids) in results.items() if sample.mistake_id in ids]
+    assert named, f"no cell named {sample.mistake_id}"
     assert set(named) <= lost
+    cause = mistakes.cause(sample.mistake_id)
+    assert all(cause in results[cell][1] for cell in named), sample.name
+    assert not any(sample.mistake_id in text for _, text, _ in results.values()), sample.name
 
 
 @pytest.mark.parametrize(
@@ -99,7 +107,8 @@ def test_feedback_names_the_mistake_in_every_affected_cell(mistake_id):
     sample = next(sample for sample in SAMPLES if sample.mistake_id == mistake_id)
     results = grade(namespace_from_notebook(NOTEBOOK, edits=sample.edits))
     for cell in sample.affected_cells:
-        assert f"[{mistake_id}]" in results[cell][1], cell
+        assert mistake_id in results[cell][2], cell
+        assert f"Likely mistake: {mistakes.cause(mistake_id)}" in results[cell][1], cell
 
 
 def test_variants_differ_from_the_reference():

@@ -37,19 +37,29 @@ MODE_TRUTH = {
     "frozen: layer(x, training=True)": "inference",
     "frozen: model.fit(x, y) moving statistics": "unchanged",
 }
-MODE_WHY = {
-    "layer(x)": "a layer called without training runs in inference mode (moving statistics)",
-    "layer(x, training=True)": "training=True makes the layer use the batch statistics",
-    "model(x)": "calling a model without training is inference, like layer(x)",
-    "model(x, training=True)": "training=True reaches every layer of the model",
-    "model.predict(x)": "predict always runs in inference mode",
-    "model.fit(x, y)": "fit calls the model with training=True, so the moving statistics move",
+# What a wrong MODE_ANSWERS entry is told: the rule of Keras's training flag that decides that
+# call, as a question, never the answer. Feedback is read by more eyes than the student's, and
+# these answers are worth points: the verification cell in the notebook lets the student find
+# out for themselves.
+MODE_RULE = {
+    "layer(x)": "which mode a layer uses when the call passes no training argument",
+    "layer(x, training=True)": "what an explicit training argument does to the layer's call",
+    "model(x)": "what a model called without training passes to its layers",
+    "model(x, training=True)": "where a training argument given to a model goes",
+    "model.predict(x)": "which training value predict calls the model with",
+    "model.fit(x, y)": "which training value fit calls the model with",
     "frozen: layer(x, training=True)": (
-        "a BatchNormalization with trainable=False runs in inference mode even with training=True"
+        "how a BatchNormalization with trainable=False treats training=True"
     ),
     "frozen: model.fit(x, y) moving statistics": (
-        "a frozen BatchNormalization keeps its moving statistics, even inside fit"
+        "whether fit may move the moving statistics of a BatchNormalization with trainable=False"
     ),
+}
+# The words the notebook asks for, per entry: anything else is a spelling problem, not a
+# misunderstanding of Keras.
+MODE_CHOICES = {
+    scenario: ("updated", "unchanged") if truth == "unchanged" else ("training", "inference")
+    for scenario, truth in MODE_TRUTH.items()
 }
 
 
@@ -145,16 +155,14 @@ def _report_array(
         )
         extra = structure.properties(kind, "out", got_array, ref, {}) if kind else ""
         reason = f"{reason}; {extra}" if extra else reason
-    return ctx.report.failed(label, _with_causes(reason, ids), mistake_id=ids[0] if ids else None)
+    return ctx.report.failed(label, _with_causes(reason, ids), mistake_ids=ids)
 
 
 def _with_causes(reason, ids):
-    """``reason`` followed by each mistake's explanation; ids after the first carry their tag
-    (the report tags the first)."""
-    for number, mistake_id in enumerate(ids):
+    """``reason`` followed by each mistake's explanation, in words only: the ids go to the
+    report item (``mistake_ids``), never into the printed line."""
+    for mistake_id in ids:
         reason = f"{reason}. {mk.explain(mistake_id)}"
-        if number:
-            reason += f" [mistake: {mistake_id}]"
     return reason
 
 
@@ -763,7 +771,11 @@ def _answer_is(answer, expected):
 
 @keras_check("keras_mode_answers", points=2)
 def mode_answers(ctx):
-    """MODE_ANSWERS: which mode each Keras call runs in, as verified in the notebook"""
+    """MODE_ANSWERS: which mode each Keras call runs in, as verified in the notebook
+
+    A wrong entry is named with the rule of Keras's training flag that decides it; the expected
+    word is never printed (feedback would hand every answer to whoever reads it).
+    """
     answers = ctx.value("MODE_ANSWERS")
     if not isinstance(answers, dict):
         raise StudentError(
@@ -772,14 +784,29 @@ def mode_answers(ctx):
     for scenario, truth in MODE_TRUTH.items():
         answer = answers.get(scenario)
         normalised = answer.strip().lower() if isinstance(answer, str) else answer
-        wrong = normalised != truth
-        detail = f"expected {truth!r}, got {answer!r}: {MODE_WHY[scenario]}. {mk.explain('keras-mode-semantics')}"
+        choices = " or ".join(repr(word) for word in MODE_CHOICES[scenario])
+        mistake_ids = ()
+        if normalised == truth:
+            detail = ""
+        elif normalised in MODE_CHOICES[scenario]:
+            detail = (
+                f"your answer {answer!r} is not what Keras does here. The rule that decides it: "
+                f"{MODE_RULE[scenario]}. {mk.explain('keras-mode-semantics')}"
+            )
+            mistake_ids = ("keras-mode-semantics",)
+        elif scenario not in answers:
+            detail = f"no entry for this call: keep every key of the table and answer {choices}"
+        else:
+            detail = f"got {_short(answer)}; expected one of the words {choices}"
         ctx.report.add(
-            f"MODE_ANSWERS[{scenario!r}]",
-            not wrong,
-            detail,
-            mistake_id="keras-mode-semantics" if wrong and answer is not None else None,
+            f"MODE_ANSWERS[{scenario!r}]", normalised == truth, detail, mistake_ids=mistake_ids
         )
+
+
+def _short(value, limit=40):
+    """repr(value), cut to ``limit`` characters (a student's value, shown back to them)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ------------------------------------------------------------------------- model structure
@@ -878,16 +905,17 @@ def mlp_structure(ctx):
             if widths == [100, 100, 100]
             else [f"hidden widths {widths}, expected [100, 100, 100]"]
         )
-        mistake_id = None
+        ids = []
         for number, block in enumerate(hidden, start=1):
             ok, block_mistake, why = _block_ok(
                 block, activation, use_bn, momentum if use_bn else None
             )
             if not ok:
                 problems.append(f"hidden layer {number}: {why}")
-                mistake_id = mistake_id or block_mistake
-        detail = "; ".join(problems) + (f". {mk.explain(mistake_id)}" if mistake_id else "")
-        ctx.report.add(f"{label}: hidden layers", not problems, detail, mistake_id=mistake_id)
+                ids.append(block_mistake)
+        ids = _distinct(ids)
+        detail = _with_causes("; ".join(problems), ids)
+        ctx.report.add(f"{label}: hidden layers", not problems, detail, mistake_ids=ids)
 
 
 @keras_check("keras_cnn_structure", points=1)
@@ -904,7 +932,7 @@ def cnn_structure(ctx):
     )
     tokens = _tokens(ctx, model)
     convs = [i for i, token in enumerate(tokens) if token[0] == "conv"]
-    problems, mistake_id = [], None
+    problems, ids = [], []
     if not convs:
         problems.append("no Conv2D layer")
     for number, start in enumerate(convs, start=1):
@@ -919,14 +947,19 @@ def cnn_structure(ctx):
             )
         if not ok:
             problems.append(f"Conv2D layer {number}: {why}")
-            mistake_id = mistake_id or block_mistake
-    detail = "; ".join(problems) + (f". {mk.explain(mistake_id)}" if mistake_id else "")
+            ids.append(block_mistake)
+    ids = _distinct(ids)
     ctx.report.add(
         f"{label}: Conv2D -> BatchNormalization -> ReLU",
         not problems,
-        detail,
-        mistake_id=mistake_id,
+        _with_causes("; ".join(problems), ids),
+        mistake_ids=ids,
     )
+
+
+def _distinct(ids):
+    """The mistake ids named, each once, in the order found (None: a problem without a name)."""
+    return tuple(dict.fromkeys(mistake for mistake in ids if mistake))
 
 
 @keras_check("keras_experiments", points=2)

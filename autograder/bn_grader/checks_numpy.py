@@ -71,7 +71,8 @@ def _item(
             finding = type(finding)(finding.ids)
     fallback = "" if forward is not None else properties(kind, quantity, got, ref, case)
     detail = explain_finding(reason, finding, fallback)
-    return ctx.report.add(label, False, detail, mistake_id=finding.ids[0] if finding else None)
+    # Every mistake the finding names goes with the item (two at once give two ids).
+    return ctx.report.add(label, False, detail, mistake_ids=finding.ids if finding else ())
 
 
 def _fail_all(ctx, labels, error, case=None):

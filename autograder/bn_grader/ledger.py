@@ -7,7 +7,9 @@ SandboxedExecute` kept in this process, and 0 when there is no entry. Written an
 (markdown grade cells) keep nbgrader's handling (manual grading).
 
 The ledger, the refused requests and the sandbox state are also written into the autograded
-notebook's metadata (``bnkit_grading``), where ``coursekit grade`` reads statuses and flags.
+notebook's metadata (``bnkit_grading``), where ``coursekit grade`` reads statuses and flags and
+the class report reads which mistakes each grade cell's check named
+(:func:`recorded_mistakes`): the lines printed for students carry no mistake ids.
 """
 
 from nbgrader.preprocessors import SaveAutoGrades
@@ -46,3 +48,18 @@ class LedgerScores(SaveAutoGrades):
         grade.auto_score = min(score, float(grade.max_score))
         grade.needs_manual_grade = grade.manual_score is not None
         self.gradebook.db.commit()
+
+
+def recorded_mistakes(notebook):
+    """{grade_id: mistake ids} its check named, from an autograded notebook's ledger.
+
+    Each grade cell lists every id any of its failed items named, once (two mistakes found in
+    one item give two ids). Cells whose check named nothing map to an empty list; a notebook
+    without a ledger (not graded by the kit's executor) gives ``{}``.
+    """
+    ledger = (notebook.metadata.get(METADATA_KEY) or {}).get("ledger") or {}
+    found = {}
+    for grade_id, entry in ledger.items():
+        ids = {mistake for item in entry.get("items", []) for mistake in item.get("mistakes", [])}
+        found[grade_id] = sorted(ids | set(entry.get("mistakes", [])))
+    return found

@@ -139,7 +139,13 @@ def _apply_changes(args, after):
 
 @dataclass
 class CheckResult:
-    """What the ledger keeps of one check run."""
+    """What the ledger keeps of one check run.
+
+    ``lines`` are what the grade cell prints (no ids in them); ``mistakes`` are the catalogue
+    ids any failed item named (sorted, each once) and ``items`` each item's label, outcome and
+    ids (:meth:`bn_grader.report.Item.as_record`): the instructor's side reads mistakes from
+    here, never from the printed lines.
+    """
 
     check_id: str
     score: float
@@ -148,6 +154,7 @@ class CheckResult:
     mistakes: list = field(default_factory=list)
     passed: int = 0
     total: int = 0
+    items: list = field(default_factory=list)
 
 
 def check_seed(secret, label, check_id):
@@ -187,7 +194,14 @@ def run_check(check_id, kernel, seed):
     lines = [*report.lines, report.summary()]
     passed = sum(item.passed for item in report.items)
     return CheckResult(
-        check_id, report.score(), spec.points, lines, report.mistakes, passed, len(report.items)
+        check_id,
+        report.score(),
+        spec.points,
+        lines,
+        report.mistakes,
+        passed,
+        len(report.items),
+        [item.as_record() for item in report.items],
     )
 
 
@@ -200,6 +214,12 @@ def check(check_id, namespace, seed=None):
     For tests and tools: the kernel side (``bnkit.grading``) runs in a thread on one end of a
     socket pair. Prints the lines a grade cell would show; returns the score.
     """
+    return check_result(check_id, namespace, seed).score
+
+
+def check_result(check_id, namespace, seed=None):
+    """:func:`check`, returning the whole :class:`CheckResult` (the ledger's record, with the
+    mistake ids of each item) after the stub printed its lines."""
     from bnkit import grading
 
     grader_end, kernel_end = socket.socketpair()
@@ -213,4 +233,4 @@ def check(check_id, namespace, seed=None):
     server.join(timeout=30)
     grader_end.close()
     kernel_end.close()
-    return result.score
+    return result

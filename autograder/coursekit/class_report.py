@@ -1,11 +1,12 @@
 """What the class has not understood: per-check statistics, a table and a PNG.
 
-Reads the course gradebook (scores) and the autograded notebooks (the ``[mistake: id]`` tags
-the checks print), counting only notebooks that were actually graded: a missing or crashed
-notebook says nothing about which idea was misunderstood.
+Reads the course gradebook (scores) and the autograded notebooks' ledgers (the mistake ids
+each grade cell's check named, kept in the notebook's metadata by the grader: the lines printed
+for students carry no ids), counting only notebooks that were actually graded: a missing or
+crashed notebook says nothing about which idea was misunderstood. A grade cell whose check named
+two mistakes counts for both.
 """
 
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -13,12 +14,11 @@ import nbformat
 from matplotlib.figure import Figure  # no pyplot: a file only, works without a display
 from rich.table import Table
 
+from bn_grader.ledger import recorded_mistakes
+
 from . import status as st
 from .gradebook import cell_scores
 from .paths import ASSIGNMENT, autograded_dir, db_url, runtime_dir
-
-# The two ways a check names a mistake: "Likely mistake [id]: ..." or "... [mistake: id]".
-MISTAKE_TAG = re.compile(r"(?:Likely mistake \[|\[mistake: )([\w-]+)\]")
 
 
 @dataclass
@@ -54,17 +54,8 @@ def _graded_pairs():
 
 
 def _mistakes_in(path):
-    """{grade_id: [mistake ids]} from the outputs of an autograded notebook."""
-    notebook = nbformat.read(path, as_version=4)
-    found = {}
-    for cell in notebook.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        text = "".join(
-            o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream"
-        )
-        if grade_id and text:
-            found[grade_id] = sorted(set(MISTAKE_TAG.findall(text)))
-    return found
+    """{grade_id: [mistake ids]} from the ledger of an autograded notebook."""
+    return recorded_mistakes(nbformat.read(path, as_version=4))
 
 
 def summarise():
