@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_grader import check, mistakes
+from bn_grader import mistakes
 from bn_grader.registry import CHECKS
 from bn_grader.runner import check_result
 from bn_grader.samples_numpy import SAMPLES
