@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import pytest
-from test_checks_keras import CELLS, SOLUTION, grade, solution_namespace
+from test_checks_keras import CELLS, SOLUTION, grade_with_ids, solution_namespace
 
 from bn_grader import mistakes_keras as mk
 from bn_grader.samples_keras import SAMPLES
@@ -48,16 +48,20 @@ def test_samples_are_well_formed():
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda sample: sample.name)
 def test_sample_loses_points_on_its_cells_only_and_is_named(sample):
-    results = grade(solution_namespace(edits=sample.edits))
-    for cell, (score, maximum, text) in results.items():
+    results = grade_with_ids(solution_namespace(edits=sample.edits))
+    for cell, (score, maximum, text, _) in results.items():
         if cell in sample.affected_cells:
             assert score < maximum, (cell, text)
         else:
             assert score == maximum, (cell, text)
+    # The student reads the explanation; the id goes to the result (the ledger), not the text.
     explanation = mk.explain(sample.mistake_id)
     assert all(explanation in results[cell][2] for cell in sample.affected_cells), [
         results[cell][2] for cell in sample.affected_cells
     ]
+    named = {cell for cell, (*_, ids) in results.items() if sample.mistake_id in ids}
+    assert named and named <= set(sample.affected_cells), (named, sample.affected_cells)
+    assert not any(sample.mistake_id in text for _, _, text, _ in results.values())
 
 
 # ------------------------------------------- variants against Keras configured with the mistake
