@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_grader import mistakes
+from bn_grader import check, mistakes
 from bn_grader.registry import CHECKS
 from bn_grader.runner import check_result
 from bn_grader.samples_numpy import SAMPLES
@@ -151,3 +151,85 @@ def test_diagnose_structural_mistakes():
         == "float32-promoted"
     )
     assert mistakes.structural(ref, ref, "out") is None
+
+
+# ---------------------------------------------------------------- Part C: the derivation's pieces
+PIECES_MISTAKES = [
+    "pieces-gamma-missing",
+    "pieces-dvar-mean-not-sum",
+    "pieces-dvar-exponent",
+    "pieces-dmean-sign",
+    "pieces-dmean-var-path",
+]
+
+
+def _numerical_pieces(x, gamma, dout, eps, h=1e-6):
+    """dL/dvar and dL/dmean by central differences of L = sum(dout * gamma * x_hat), where
+    x_hat depends on the variance through sqrt(var + eps) and on the mean through x - mean and
+    through the variance (var = mean((x - mean) ** 2))."""
+    mean, var = x.mean(axis=0), x.var(axis=0)
+
+    def loss_of_var(v):
+        return (dout * gamma * (x - mean) / np.sqrt(v + eps)).sum()
+
+    def loss_of_mean(m):
+        return (dout * gamma * (x - m) / np.sqrt(((x - m) ** 2).mean(axis=0) + eps)).sum()
+
+    def derivative(f, at):
+        grad = np.zeros_like(at)
+        for j in range(at.size):
+            step = np.zeros_like(at)
+            step[j] = h
+            grad[j] = (f(at + step) - f(at - step)) / (2 * h)
+        return grad
+
+    return derivative(loss_of_var, var), derivative(loss_of_mean, mean)
+
+
+def test_pieces_variant_is_right_without_switches_and_each_switch_changes_a_piece():
+    rng = np.random.default_rng(5)
+    x = rng.normal(2.0, 1.5, size=(7, 3))
+    gamma, dout, eps = rng.normal(1.0, 0.5, 3), rng.normal(size=(7, 3)), 1e-3
+    right = mistakes.pieces_variant(x, gamma, dout, eps)
+    dvar, dmean = _numerical_pieces(x, gamma, dout, eps)
+    assert np.allclose(right["dx_hat"], dout * gamma)
+    assert np.allclose(right["dvar"], dvar, rtol=1e-6, atol=1e-8)
+    assert np.allclose(right["dmean"], dmean, rtol=1e-6, atol=1e-8)
+    catalogued = [mistake for mistake in mistakes.MISTAKES if mistake.pieces is not None]
+    assert {mistake.mistake_id for mistake in catalogued} == set(PIECES_MISTAKES)
+    for mistake in catalogued:
+        wrong = mistakes.pieces_variant(x, gamma, dout, eps, **mistake.pieces)
+        changed = [k for k in right if not np.allclose(wrong[k], right[k], rtol=1e-6, atol=1e-9)]
+        assert changed, mistake.mistake_id
+
+
+def test_every_pieces_mistake_has_a_sample_on_the_pieces_cell():
+    by_mistake = {sample.mistake_id: sample for sample in SAMPLES}
+    for mistake_id in PIECES_MISTAKES:
+        assert by_mistake[mistake_id].affected_cells == {"test_backward_pieces"}, mistake_id
+
+
+@pytest.mark.parametrize("mistake_id", PIECES_MISTAKES)
+def test_pieces_sample_names_its_cause_and_no_other(mistake_id):
+    sample = next(sample for sample in SAMPLES if sample.mistake_id == mistake_id)
+    namespace = namespace_from_notebook(NOTEBOOK, edits=sample.edits)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        score = check("bn_backward_pieces", namespace)
+    text = buffer.getvalue()
+    assert score < 1
+    named = {other for other in mistakes.BY_ID if mistakes.cause(other) in text}
+    assert named == {mistake_id}, text
+
+
+def test_pieces_with_an_unknown_mistake_name_nothing():
+    """A wrong piece no variant reproduces gets the plain comparison and the formula."""
+    edit = ("backward_pieces", "dx_hat = dout * gamma", "dx_hat = dout * gamma * 1.5")
+    namespace = namespace_from_notebook(NOTEBOOK, edits=[edit])
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        score = check("bn_backward_pieces", namespace)
+    text = buffer.getvalue()
+    assert score == 0
+    assert not {other for other in mistakes.BY_ID if mistakes.cause(other) in text}, text
+    assert "Expected dL/dx_hat is g = gamma * dout" in text

@@ -17,7 +17,7 @@ import numpy as np
 from . import cases, reference
 from .compare import mismatch
 from .diagnose import Finding, properties
-from .mistakes import diagnosis, explain, explain_finding
+from .mistakes import diagnosis, explain, explain_finding, pieces_diagnosis
 from .registry import register
 from .runner import StudentError
 
@@ -577,5 +577,11 @@ def backward_pieces(ctx):
             reason = mismatch(got.get(name), ref[name])
             if reason is None:
                 ctx.report.add(label, True)
-            else:
-                ctx.report.add(label, False, f"{reason}. Expected {_PIECE_CAUSES[name]}")
+                continue
+            mistake_id = pieces_diagnosis(name, got.get(name), ref[name], case)
+            detail = (
+                explain(reason, mistake_id)
+                if mistake_id
+                else f"{reason}. Expected {_PIECE_CAUSES[name]}"
+            )
+            ctx.report.add(label, False, detail, mistake_id=mistake_id)

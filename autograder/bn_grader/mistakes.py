@@ -48,6 +48,8 @@ class Mistake:
     # Group norm (NHWC): switches of gn_forward_variant, and wrong groupings of the elements.
     gn: dict | None = None
     gn_groupings: tuple = ()
+    # Part C's derivation pieces (dx_hat, dvar, dmean): switches of pieces_variant.
+    pieces: dict | None = None
     samples: tuple = field(default=())
     # For running statistics: some mistakes show in them identically (the unbiased variance
     # everywhere, or only in the running variance); the student's output tells them apart.
@@ -935,6 +937,153 @@ MISTAKES += [
         ),
     ),
 ]
+
+
+# ---------------------------------------------------------------- Part C: the derivation's pieces
+def pieces_variant(
+    x,
+    gamma,
+    dout,
+    eps,
+    *,
+    use_gamma=True,
+    dvar_sum=True,
+    dvar_power=3,
+    dmean_sign=-1.0,
+    dmean_centred=True,
+):
+    """dL/dx_hat, dL/dvar and dL/dmean of Part C in float64, with switchable mistakes.
+
+    Args:
+        x, dout: (N, D). gamma: (D,). eps: the constant inside the square root.
+        use_gamma: False leaves gamma out of dx_hat = gamma * dout (and so of the other two).
+        dvar_sum: False averages over the batch where dvar sums.
+        dvar_power: the power of std that dvar divides by (3 is right: d/dvar of
+            (var + eps) ** (-1/2) is -1/2 (var + eps) ** (-3/2)).
+        dmean_sign: the sign of the direct path -sum(dx_hat) / std.
+        dmean_centred: False takes dvar/dmean as -2 * mean(x) instead of -2 * mean(x - mean)
+            (which is zero).
+
+    Returns:
+        dict with "dx_hat" (N, D), "dvar" (D,) and "dmean" (D,).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    gamma = np.asarray(gamma, dtype=np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    std = np.sqrt(x.var(axis=0) + float(eps))
+    dx_hat = dout * gamma if use_gamma else dout.copy()
+    reduce = np.sum if dvar_sum else np.mean
+    dvar = -0.5 * reduce(dx_hat * centred, axis=0) / std**dvar_power
+    dvar_dmean = -2.0 * (centred if dmean_centred else x).mean(axis=0)
+    dmean = dmean_sign * dx_hat.sum(axis=0) / std + dvar * dvar_dmean
+    return {"dx_hat": dx_hat, "dvar": dvar, "dmean": dmean}
+
+
+_P = "backward_pieces"
+_PC = "test_backward_pieces"
+_PIECES_DVAR = "dvar = -0.5 * (dx_hat * x_centered).sum(axis=0) / std**3"
+_PIECES_DMEAN = "dmean = -dx_hat.sum(axis=0) / std + dvar * (-2.0 * x_centered.mean(axis=0))"
+
+MISTAKES += [
+    Mistake(
+        "pieces-gamma-missing",
+        "dL/dx_hat is g = gamma * dout: the output is y = gamma * x_hat + beta, so the upstream "
+        "gradient reaches x_hat multiplied by gamma (and dvar and dmean, built from g, carry "
+        "that factor too).",
+        pieces={"use_gamma": False},
+        samples=(
+            _sample(
+                "np-pieces-gamma-missing", [(_P, "dx_hat = dout * gamma", "dx_hat = dout")], _PC
+            ),
+        ),
+    ),
+    Mistake(
+        "pieces-dvar-mean-not-sum",
+        "dL/dvar is a sum over the batch, not a mean: every x_hat_j depends on the one variance, "
+        "so dvar = sum over j of g_j * (x_j - mean) * (-1/2) * (var + eps) ** (-3/2) (sum over "
+        "axis 0; the 1/N belongs to dvar/dx_i = 2 (x_i - mean) / N, step 1).",
+        pieces={"dvar_sum": False},
+        samples=(
+            _sample(
+                "np-pieces-dvar-mean",
+                [(_P, _PIECES_DVAR, _PIECES_DVAR.replace(".sum(axis=0)", ".mean(axis=0)"))],
+                _PC,
+            ),
+        ),
+    ),
+    Mistake(
+        "pieces-dvar-exponent",
+        "d/dvar of (var + eps) ** (-1/2) is -1/2 * (var + eps) ** (-3/2): dvar divides by "
+        "std ** 3, not by std (the power rule lowers the exponent by one).",
+        pieces={"dvar_power": 1},
+        samples=(
+            _sample(
+                "np-pieces-dvar-exponent",
+                [(_P, _PIECES_DVAR, _PIECES_DVAR.replace("std**3", "std"))],
+                _PC,
+            ),
+        ),
+    ),
+    Mistake(
+        "pieces-dmean-sign",
+        "The direct path of dL/dmean has a minus sign: d x_hat_j / d mean = -1 / s, so it is "
+        "-sum over j of g_j / s.",
+        pieces={"dmean_sign": 1.0},
+        samples=(
+            _sample(
+                "np-pieces-dmean-sign",
+                [(_P, _PIECES_DMEAN, _PIECES_DMEAN.replace("dmean = -dx_hat", "dmean = dx_hat"))],
+                _PC,
+            ),
+        ),
+    ),
+    Mistake(
+        "pieces-dmean-var-path",
+        "The variance path of dL/dmean is dL/dvar * dvar/dmean with dvar/dmean = -2/N * sum of "
+        "(x_j - mean), which is 0 because the deviations from the mean sum to zero; "
+        "-2/N * sum of x_j = -2 * mean is not it (step 3's hint).",
+        pieces={"dmean_centred": False},
+        samples=(
+            _sample(
+                "np-pieces-dmean-var-path",
+                [(_P, _PIECES_DMEAN, _PIECES_DMEAN.replace("x_centered.mean", "x.mean"))],
+                _PC,
+            ),
+        ),
+    ),
+]
+
+
+def pieces_diagnosis(name, got, ref, case):
+    """The mistake that explains piece ``name`` ("dx_hat", "dvar" or "dmean") of Part C, or None.
+
+    Structural findings first (None returned, wrong shape); then the one catalogued variant of
+    :func:`pieces_variant` that ``got`` matches while differing from the reference. Two variants
+    that both match name nothing (better a plain expected/got than a wrong name).
+
+    Args:
+        case: the inputs given to the student: x (N, D), gamma (D,), dout (N, D), bn_param["eps"].
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    if got is None:
+        return "returns-none"
+    if not isinstance(got, np.ndarray) or not np.issubdtype(got.dtype, np.number):
+        return None
+    if got.shape != ref.shape:
+        return "wrong-shape" if got.size == ref.size else None
+    found = []
+    for mistake in MISTAKES:
+        if mistake.pieces is None:
+            continue
+        variant = pieces_variant(
+            case["x"], case["gamma"], case["dout"], case["bn_param"]["eps"], **mistake.pieces
+        )[name]
+        if not matches(variant, ref) and matches(got, variant):
+            found.append(mistake.mistake_id)
+    return found[0] if len(found) == 1 else None
+
 
 BY_ID = {mistake.mistake_id: mistake for mistake in MISTAKES}
 
