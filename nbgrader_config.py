@@ -100,7 +100,7 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE"}
 c.OverwriteCells.add_missing_cells = True
 # Feedback must not show the hidden tests; StudentFeedback (last) adds the summaries, drops the
 # grader's internal lines, says "not graded yet" for written answers and wraps long lines.
-from coursekit.feedback import StudentFeedback  # noqa: E402
+from coursekit.feedback import StudentFeedback, StudentFeedbackExporter  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [
     GetGrades,
@@ -108,6 +108,9 @@ c.GenerateFeedback.preprocessors = [
     ClearHiddenTests,
     StudentFeedback,
 ]
+# nbgrader's template heads each grade cell "Grade cell: <grade_id>"; the kit's exporter renders
+# its own template without the id (the formgrader's button forces the template name, not this).
+c.GenerateFeedback.exporter_class = StudentFeedbackExporter
 
 # Grading kernels get an environment built from nothing (bn_grader.sandbox.default_rights),
 # with TensorFlow and Python warnings silenced: any stderr in a grade cell scores it 0.

@@ -21,13 +21,21 @@ import nbformat
 import numpy as np
 import pytest
 
-from bn_grader import reference
+from bn_grader import mistakes, reference
+from bn_grader import mistakes_keras as mk
 from bn_grader.executor import expected_checks
 from bn_grader.runner import check, check_seed
 from bn_grader.samples_numpy import SAMPLES
 from conftest import ASSIGNMENT_SOURCE, runtime_env
 from coursekit.config import load_nbgrader_config
-from coursekit.feedback import TALLY_LINE, WRAP_CSS, StudentFeedback, generate_feedback
+from coursekit.feedback import (
+    NBGRADER_TEMPLATES,
+    TALLY_LINE,
+    WRAP_CSS,
+    StudentFeedback,
+    StudentFeedbackExporter,
+    generate_feedback,
+)
 from coursekit.grade import grade
 from coursekit.paths import feedback_dir, runtime_dir
 from coursekit.release import release
@@ -82,11 +90,31 @@ def feedback(tmp_path_factory):
         pages["fb-untouched (keras)"] = (
             feedback_dir() / "fb-untouched" / "batchnorm" / "bn_keras.html"
         ).read_text()
+        pages["fb-mistake (formgrader)"] = _formgrader_feedback("fb-mistake")
         yield {
             "pages": pages,
             "secret": (runtime_dir() / "grading.secret").read_bytes(),
             "submitted": runtime_dir() / "submitted",
         }
+
+
+def _formgrader_feedback(student):
+    """The page the formgrader's "generate feedback" button writes (the hub's route).
+
+    The button calls NbGraderAPI.generate_feedback inside the formgrader, whose own settings
+    name its "formgrade" template and nbgrader's template folder; the API then forces the
+    template name "feedback". Both are reproduced here on top of nbgrader_config.py.
+    """
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = load_nbgrader_config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [str(NBGRADER_TEMPLATES)]
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    result = api.generate_feedback("batchnorm", student)
+    assert result["success"], result.get("error") or result.get("log")
+    return (feedback_dir() / student / "batchnorm" / "bn_numpy.html").read_text()
 
 
 def _text(page):
@@ -100,14 +128,22 @@ def _notebook_of(page_name):
     return KERAS if "keras" in page_name else NOTEBOOK
 
 
+def _summary_html(page):
+    """The summary cell's HTML: from its heading to the end of its table."""
+    start = page.index('id="Summary"')
+    return page[start : page.index("</table>", start)]
+
+
 def test_every_page_starts_with_a_summary_of_every_grade_cell(feedback):
     for student, page in feedback["pages"].items():
         checks = expected_checks(ASSIGNMENT_SOURCE / _notebook_of(student))
-        text = _text(page)
-        summary = text[text.index("Summary") : text.index("Summary") + 4000]
-        assert "Graded automatically:" in summary, student
+        summary = _summary_html(page)
+        assert page.index('id="Summary"') < page.index('<a name="test_'), student
+        assert "Graded automatically:" in _text(summary), student
         for grade_id in checks:
-            assert grade_id in summary, (student, grade_id)
+            # a row per grade cell, linked to it; the id is the link's target, not its text
+            assert f'href="#{grade_id}"' in summary, (student, grade_id)
+            assert grade_id not in _text(summary), (student, grade_id)
 
 
 def test_each_grade_cell_output_starts_with_its_own_summary_line(feedback):
@@ -153,15 +189,32 @@ def test_mistake_page_says_failed_with_points(feedback):
     assert re.search(r"(Partly passed|Failed): [\d.]+ / 3 points", text)
 
 
+@pytest.mark.parametrize("page_name", ["fb-mistake", "fb-mistake (formgrader)"])
+def test_mistake_page_gives_the_cause_without_its_id(feedback, page_name):
+    text = _text(feedback["pages"][page_name])
+    assert "Likely mistake: " + mistakes.cause(MISTAKE.mistake_id) in text
+    assert MISTAKE.mistake_id not in text
+
+
 def test_no_internal_lines_reach_students(feedback):
-    check_ids = set(expected_checks(ASSIGNMENT_SOURCE / NOTEBOOK).values()) | set(
-        expected_checks(ASSIGNMENT_SOURCE / KERAS).values()
-    )
+    cells = {
+        **expected_checks(ASSIGNMENT_SOURCE / NOTEBOOK),
+        **expected_checks(ASSIGNMENT_SOURCE / KERAS),
+    }
+    check_ids = set(cells.values())
+    # Catalogue ids are hyphenated words ("unbiased-variance"): found as such, they are ids.
+    mistake_ids = set(mistakes.BY_ID) | set(mk.MISTAKES)
     for student, page in feedback["pages"].items():
         text = _text(page)
         assert not any(TALLY_LINE.match(line) for line in text.splitlines()), student
         leaked = [check_id for check_id in check_ids if re.search(rf"\b{check_id}\b", text)]
         assert leaked == [], student
+        shown_cells = [grade_id for grade_id in cells if re.search(rf"\b{grade_id}\b", text)]
+        assert shown_cells == [], student  # nbgrader's "Grade cell: <grade_id>" heading
+        assert "Grade cell" not in text, student
+        named = [m for m in mistake_ids if re.search(rf"(?<![\w-]){re.escape(m)}(?![\w-])", text)]
+        assert named == [], student
+        assert "[mistake:" not in text and "Likely mistake [" not in text, student
         for marker in ("bn_grader", "autograder/", "grading.secret"):  # grader code and files
             assert marker not in text, (student, marker)
 
@@ -275,6 +328,8 @@ def test_every_feedback_route_uses_the_student_feedback_step():
     converter = GenerateFeedback(config=load_nbgrader_config())
     assert converter.preprocessors[-1] is StudentFeedback
     assert ClearHiddenTests in converter.preprocessors
+    # The template without ids comes with the exporter: the formgrader forces the template name.
+    assert converter.exporter_class is StudentFeedbackExporter
 
 
 def test_the_leak_check_catches_an_input_array_appended_to_a_failure(feedback):

@@ -2,29 +2,47 @@
 
 ``generate_feedback`` runs ``nbgrader generate_feedback``; the formgrader's "generate feedback"
 button (the hub's release_feedback route) runs the same converter. Both take their
-preprocessors from nbgrader_config.py, which ends them with :class:`StudentFeedback`:
+preprocessors and exporter from nbgrader_config.py, which ends the preprocessors with
+:class:`StudentFeedback`:
 
 - a summary at the top: one row per grade cell, what it checked, passed or failed, points;
 - each grade cell's output starts with its own one-line summary, before the detail;
-- internal lines (the grader's per-check tally, which names the check by its id) are dropped;
+- internal lines (the grader's per-check tally) and internal ids are dropped;
 - written answers not graded by hand yet say "not graded yet" instead of "0.0 / 2.0";
-- long lines wrap, so the page reads on a 13-inch laptop without horizontal scrolling.
+- long lines wrap, so the page reads on a 13-inch laptop without horizontal scrolling;
+
+and sets the exporter to :class:`StudentFeedbackExporter`, whose template heads grade cells
+without nbgrader's "Grade cell: <grade_id>" line. The formgrader's button forces nbgrader's
+template name ("feedback"), so the kit's template is chosen by the exporter class, which that
+route takes from the configuration like the command line does.
 """
 
 import html
 import re
+from pathlib import Path
 
+import nbgrader
+from jinja2 import FileSystemLoader, PrefixLoader
+from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
 from nbformat.v4 import new_markdown_cell
-from traitlets import Bool
+from traitlets import Bool, default
+
+from bn_grader.report import split_mistake_ids
 
 from .errors import KitError
 from .nbgrader_cli import run_nbgrader
 from .paths import ASSIGNMENT, autograded_dir, feedback_dir
 
-# The grader's closing tally of one check, e.g. "bn_forward_train: 3/4 checks passed, 2.25/3
-# points": it names the check by its internal id and repeats the score the summary gives.
-TALLY_LINE = re.compile(r"^[A-Za-z0-9_]+: \d+/\d+ checks passed, [\d.]+/[\d.]+ points\s*$")
+# The grader's closing tally of one check, e.g. "3/4 checks passed, 2.25/3 points" (older runs
+# started it with the check's id): it repeats the score the cell's summary gives.
+TALLY_LINE = re.compile(r"^(?:[A-Za-z0-9_]+: )?\d+/\d+ checks passed, [\d.]+/[\d.]+ points\s*$")
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# nbgrader's own templates, where GenerateFeedback finds its "feedback" template.
+NBGRADER_TEMPLATES = (
+    Path(nbgrader.__file__).resolve().parent / "server_extensions" / "formgrader" / "templates"
+)
 
 WRAP_CSS = """
 /* Feedback reads without horizontal scrolling: long code and output lines wrap. */
@@ -48,6 +66,26 @@ div.bnkit-cell-summary.failed { color: #c62828; }
 """
 
 NOT_GRADED = "not graded yet"
+
+
+class StudentFeedbackExporter(HTMLExporter):
+    """nbgrader's feedback HTML, rendered with ``templates/student_feedback.html.j2``.
+
+    That template extends nbgrader's feedback template (reached as ``nbgrader/feedback/...``
+    through a loader of its own, so no other template name is shadowed) and replaces only the
+    heading of grade cells. nbgrader's settings (template name, bootstrap CSS path) still apply.
+    """
+
+    @default("extra_loaders")
+    def _kit_loaders(self):
+        return [
+            FileSystemLoader(str(TEMPLATES)),
+            PrefixLoader({"nbgrader": FileSystemLoader(str(NBGRADER_TEMPLATES))}),
+        ]
+
+    @default("template_file")
+    def _kit_template_file(self):
+        return "student_feedback.html.j2"
 
 
 def _what_it_checks(cell):
@@ -136,7 +174,11 @@ class StudentFeedback(Preprocessor):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
                 lines = output.get("text", "").splitlines(keepends=True)
-                output["text"] = "".join(line for line in lines if not TALLY_LINE.match(line))
+                # The grader prints no mistake ids any more; notebooks autograded before it
+                # stopped may still carry them, and feedback can be made again from those.
+                output["text"] = "".join(
+                    split_mistake_ids(line)[0] for line in lines if not TALLY_LINE.match(line)
+                )
                 if not output["text"]:
                     continue
             kept.append(output)
@@ -172,14 +214,16 @@ class StudentFeedback(Preprocessor):
             f"Graded automatically: **{_points(auto_score)} / {_points(auto_max)} points**."
             + (f" Written answers: {_points(pending)} points {NOT_GRADED}." if pending else ""),
             "",
-            "| Cell | What it checks | Result | Points |",
+            "| | What it checks | Result | Points |",
             "|---|---|---|---|",
         ]
-        for grade_id, what, status, score, points in rows:
+        # Each row links to its cell's anchor; the grade_id stays in the link target only, a
+        # reader sees the sentence.
+        for number, (grade_id, what, status, score, points) in enumerate(rows, start=1):
             shown = "–" if score is None else _points(score)
+            text = re.sub(r"([\[\]|])", r"\\\1", what)
             lines.append(
-                f"| [{grade_id}](#{grade_id}) | {what.replace('|', '/')} | {status} "
-                f"| {shown} / {_points(points)} |"
+                f"| {number} | [{text}](#{grade_id}) | {status} | {shown} / {_points(points)} |"
             )
         return new_markdown_cell("\n".join(lines))
 
