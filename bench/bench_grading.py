@@ -87,12 +87,23 @@ def time_plain_nbgrader(base, count):
     return time.perf_counter() - started, runtime
 
 
-def time_kit(base, count, workers):
-    fresh_runtime(base, f"kit{workers}")
+def autograded_count(runtime):
+    """How many notebooks a run autograded (a run that graded nothing must not look fast)."""
+    return len(list((runtime / "autograded").glob("*/batchnorm/bn_numpy.ipynb")))
+
+
+def time_kit(base, count, workers, expected):
+    runtime = fresh_runtime(base, f"kit{workers}")
     write_submissions(count)
     started = time.perf_counter()
-    grade(workers=workers, show_progress=False)
-    return time.perf_counter() - started
+    grade(workers=workers, show_progress=False, regrade_all=True)
+    seconds = time.perf_counter() - started
+    if autograded_count(runtime) != expected:
+        raise SystemExit(
+            f"kit with {workers} worker(s) autograded {autograded_count(runtime)} notebooks, "
+            f"plain nbgrader {expected}: the timing would compare different work"
+        )
+    return seconds
 
 
 def bare_execution_seconds(runtime):
@@ -123,8 +134,9 @@ def main():
     base = Path(tempfile.mkdtemp(prefix="bnkit-bench-"))
     try:
         plain, plain_runtime = time_plain_nbgrader(base, args.count)
-        kit1 = time_kit(base, args.count, 1)
-        kit2 = time_kit(base, args.count, cores)
+        expected = autograded_count(plain_runtime)
+        kit1 = time_kit(base, args.count, 1, expected)
+        kit2 = time_kit(base, args.count, cores, expected)
         bare, executed = bare_execution_seconds(plain_runtime)
     finally:
         load = os.getloadavg()[0]

@@ -38,19 +38,23 @@ def _autograde(student, **env):
         check=False,
     )
     assert code == 0, output[-3000:]
-    return auto_scores(cell_scores(db_url()), student, "bn_numpy")
+    return auto_scores(cell_scores(db_url()), student, "bn_numpy"), output
 
 
 def test_bare_nbgrader_autograde_uses_the_sandboxed_executor(released):
-    assert _autograde(REFERENCE) == auto_points("bn_numpy")
+    scores, output = _autograde(REFERENCE)
+    assert scores == auto_points("bn_numpy")
+    # The sandboxed kernel's start-up banner ("Ctrl-C will not work", "--existing ...") must
+    # not reach the instructor's terminal once per notebook.
+    assert "--existing" not in output and "Ctrl-C" not in output, output[-3000:]
     notebook = nbformat.read(
         autograded_dir() / REFERENCE / "batchnorm" / "bn_numpy.ipynb", as_version=4
     )
     assert notebook.metadata["bnkit_grading"]["sandboxed"] is True
-    stolen = _autograde(ATTACK)
+    stolen, _ = _autograde(ATTACK)
     assert stolen == {cell: 0.0 for cell in auto_points("bn_numpy")}
 
 
 def test_the_same_attack_scores_without_the_sandbox(released):
-    stolen = _autograde(ATTACK, BNKIT_SANDBOX="0")
+    stolen, _ = _autograde(ATTACK, BNKIT_SANDBOX="0")
     assert sum(stolen.values()) > 0

@@ -113,5 +113,10 @@ def default_rights(task_dir, hide, extra_read_only=()):
         "TF_ENABLE_ONEDNN_OPTS": "0",
         "PYTHONWARNINGS": "ignore",
         "BNKIT_CHECKER_SOCKET": task_dir / "ipc" / "checker.sock",
+        # The kernel's real parent is outside its PID namespace. ipykernel reads "1" as "my
+        # parent is init": it skips its parent poller (--die-with-parent ends the kernel with
+        # the grader instead) and the "Ctrl-C will not work" banner it would otherwise print
+        # on the grader's terminal for every notebook.
+        "JPY_PARENT_PID": "1",
     }
     return SandboxRights(task_dir, tuple(hidden), tuple(needed), env)
