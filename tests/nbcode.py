@@ -24,6 +24,7 @@ KERAS_FUNCTION_CELLS = (
     "build_cnn",
     "keras_groupnorm_forward",
     "keras_layernorm_forward",
+    "keras_groupnorm_backward",
 )
 
 

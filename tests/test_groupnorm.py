@@ -12,7 +12,9 @@ import pytest
 
 import bn_grader.checks_groupnorm  # noqa: F401  registers the checks
 from bn_grader import check, mistakes, reference
+from bn_grader import mistakes_keras as mk
 from bn_grader.registry import CHECKS
+from bn_grader.samples_keras import SAMPLES as KERAS_SAMPLES
 from bn_grader.samples_numpy import SAMPLES
 from nbcode import namespace_from_notebook
 
@@ -177,7 +179,7 @@ def test_group_norm_sample_loses_points_on_its_cells_and_is_named(sample):
         assert err == "" and "could not finish" not in out
         if score < CHECKS[check_id].points:
             lost.add(cell)
-        if f"[{sample.mistake_id}]" in out:
+        if mistakes.cause(sample.mistake_id) in out:
             named.add(cell)
     assert lost == set(sample.affected_cells)
     assert named and named <= lost
@@ -212,7 +214,7 @@ def test_backward_mistakes_are_named():
     )
     namespace = namespace_from_notebook(NUMPY_SOLUTION, edits=[edit])
     score, out, _ = run_check("gn_backward", namespace)
-    assert score < 2 and "[backward-missing-var-path]" in out
+    assert score < 2 and mistakes.cause("backward-missing-var-path") in out
 
 
 def test_public_check_passes_on_the_solution_and_catches_a_mistake(solution_namespace, capsys):
@@ -286,4 +288,151 @@ def test_keras_mistakes_cost_points_and_are_named(edit, mistake_id):
     score, out, err = run_check("keras_groupnorm", namespace)
     assert score < CHECKS["keras_groupnorm"].points and err == ""
     if mistake_id:
-        assert f"{mistake_id}" in out, out
+        assert mk.explain(mistake_id) in out, out
+
+
+# ------------------------------------------------------------------ bn_keras Part H: tape gradients
+GRADIENT_CELLS = {"keras_groupnorm_forward", "keras_layernorm_forward", "keras_groupnorm_backward"}
+KERAS_NORM_CHECKS = ("keras_groupnorm", "keras_gn_gradients")
+
+
+def keras_gradient_namespace(path=KERAS_SOLUTION, edits=(), replace=None):
+    pytest.importorskip("keras")
+    return namespace_from_notebook(path, cell_ids=GRADIENT_CELLS, edits=edits, replace=replace)
+
+
+def test_reference_gradients_equal_keras_tape_gradients_in_float64():
+    """The float64 reference the check compares with is what Keras's own tape computes."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    keras = pytest.importorskip("keras")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.5, 0.2, size=(2, 3, 4, 6)) + np.arange(6.0)
+    gamma, beta = rng.normal(1.0, 0.5, 6), rng.normal(0.0, 1.0, 6)
+    dout = rng.normal(size=x.shape)
+    for groups in (1, 2, 3, 6):
+        layer = keras.layers.GroupNormalization(groups=groups, epsilon=1e-5, dtype="float64")
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        tensor = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            loss = tf.reduce_sum(layer(tensor, training=True) * dout)
+        tape_gradients = tape.gradient(loss, [tensor, layer.gamma, layer.beta])
+        _, cache = reference.groupnorm_forward(x, gamma, beta, groups, {"eps": 1e-5})
+        for got, expected in zip(
+            tape_gradients, reference.groupnorm_backward(dout, cache), strict=True
+        ):
+            got = np.asarray(got)
+            assert np.abs(got - expected).max() < 1e-12 * max(1.0, np.abs(expected).max())
+
+
+def test_keras_gradient_solution_gets_full_marks():
+    namespace = keras_gradient_namespace()
+    for check_id in KERAS_NORM_CHECKS:
+        score, out, err = run_check(check_id, namespace)
+        assert score == CHECKS[check_id].points == 2, out
+        assert "[FAIL]" not in out and err == ""
+
+
+def test_keras_gradient_release_gets_zero():
+    score, out, err = run_check("keras_gn_gradients", keras_gradient_namespace(KERAS_RELEASE))
+    assert score == 0.0 and err == ""
+    assert "keras_groupnorm_backward is not implemented yet" in out
+    assert "could not finish" not in out
+
+
+OUTPUT_GRADIENTS_RIGHT = '''
+def keras_groupnorm_backward(x, gamma, beta, G, gn_param, dout):
+    """Another correct route: the tape's output_gradients instead of a summed loss."""
+    layer = keras.layers.GroupNormalization(G, epsilon=gn_param["eps"], dtype=x.dtype)
+    layer.build(x.shape)
+    layer.set_weights([gamma, beta])
+    images = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        out = layer(images)
+    grads = tape.gradient(out, [images] + layer.trainable_weights, output_gradients=dout)
+    return tuple(np.asarray(g) for g in grads)
+'''
+
+
+def test_another_correct_keras_gradient_implementation_gets_full_marks():
+    namespace = keras_gradient_namespace(
+        replace={"keras_groupnorm_backward": OUTPUT_GRADIENTS_RIGHT}
+    )
+    score, out, _ = run_check("keras_gn_gradients", namespace)
+    assert score == 2, out
+
+
+def named_causes(text):
+    """The Keras catalogue's mistakes whose explanation a grade cell's text prints."""
+    return {mistake_id for mistake_id in mk.MISTAKES if mk.explain(mistake_id) in text}
+
+
+GRADIENT_SAMPLES = [
+    sample
+    for sample in KERAS_SAMPLES
+    if any(grade_id == "keras_groupnorm_backward" for grade_id, _, _ in sample.edits)
+]
+
+
+def test_the_tape_mistakes_have_samples():
+    assert {sample.mistake_id for sample in GRADIENT_SAMPLES} >= {
+        "keras-tape-not-watching-x",
+        "keras-grad-wrt-output",
+        "keras-grad-dout-missing",
+        "keras-grad-loss-mean",
+        "keras-gradients-swapped",
+    }
+    for sample in GRADIENT_SAMPLES:
+        assert sample.affected_cells == {"test_keras_groupnorm_gradients"}, sample.name
+
+
+@pytest.mark.parametrize("sample", GRADIENT_SAMPLES, ids=lambda sample: sample.name)
+def test_tape_sample_loses_points_on_the_gradient_cell_only_and_is_named(sample):
+    namespace = keras_gradient_namespace(edits=sample.edits)
+    forward_score, forward_out, _ = run_check("keras_groupnorm", namespace)
+    assert forward_score == CHECKS["keras_groupnorm"].points, forward_out
+    score, out, err = run_check("keras_gn_gradients", namespace)
+    assert score < CHECKS["keras_gn_gradients"].points and err == ""
+    assert "could not finish" not in out
+    assert named_causes(out) == {sample.mistake_id}, out  # its cause, and no wrong one
+
+
+@pytest.mark.parametrize(
+    "edit, mistake_id",
+    [
+        (('epsilon=gn_param["eps"], ', ""), "keras-norm-default-epsilon"),
+        ((", dtype=x.dtype.name", ""), "keras-float32-cast"),
+        (("    layer.gamma.assign(gamma)\n", ""), "keras-gamma-beta-not-set"),
+        (("    x = tf.convert_to_tensor(x)\n", ""), "keras-tape-not-watching-x"),
+    ],
+)
+def test_other_tape_mistakes_are_named(edit, mistake_id):
+    namespace = keras_gradient_namespace(edits=[("keras_groupnorm_backward", *edit)])
+    score, out, err = run_check("keras_gn_gradients", namespace)
+    assert score < 2 and err == ""
+    assert named_causes(out) == {mistake_id}, out
+    assert "Passed in object" not in out  # TensorFlow's message would print the hidden x
+
+
+def test_keras_gradient_public_check_passes_the_solution_and_catches_every_sample(capsys):
+    from bnkit import public_checks
+
+    namespace = keras_gradient_namespace()
+    assert public_checks.check_keras_groupnorm_backward(namespace["keras_groupnorm_backward"])
+    assert public_checks.run_suite("keras_norm_gradients", namespace) == []
+    hints = {
+        "keras-tape-not-watching-x": "AttributeError",
+        "keras-grad-wrt-output": "gradient with respect to the output",
+        "keras-grad-dout-missing": "tf.reduce_sum(out * dout)",
+        "keras-grad-loss-mean": "not tf.reduce_mean",
+        "keras-gradients-swapped": "swapped",
+    }
+    for sample in GRADIENT_SAMPLES:
+        wrong = keras_gradient_namespace(edits=sample.edits)
+        problems = public_checks.run_suite("keras_norm_gradients", wrong)
+        assert problems, sample.name
+        assert any(hints[sample.mistake_id] in line for line in problems), (sample.name, problems)

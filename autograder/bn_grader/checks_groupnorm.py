@@ -1,4 +1,4 @@
-"""Hidden checks for the group-normalization part of bn_numpy.ipynb (NHWC).
+"""Hidden checks for group normalization: bn_numpy.ipynb Part G (NHWC) and bn_keras.ipynb Part H.
 
 Same pattern as checks_numpy.py: fresh inputs from cases.groupnorm_cases, copies handed to the
 student, comparison with the float64 reference (reference.groupnorm_forward/backward) through
@@ -8,6 +8,12 @@ channels-first reshape on NHWC data, gamma per group).
 
 Points (4 auto-graded): forward 2 (output for G in {1, 2, 3, 4, C}, float32 kept, C not
 divisible by G raises ValueError naming C and G), backward 2 (dx, dgamma, dbeta).
+
+bn_keras.ipynb (4 auto-graded): keras_groupnorm 2 (GroupNormalization and LayerNormalization
+outputs, training == inference), keras_gn_gradients 2 (dx, dgamma, dbeta from tf.GradientTape
+against the float64 reference; a tape mistake that reproduces the result is named from its
+float64 variant: input not watched, gradient of the output, dout left out, a mean loss, dgamma
+and dbeta swapped, Keras's default epsilon, gamma not assigned, float32 cast).
 """
 
 import re
@@ -301,3 +307,109 @@ def _as_array(value):
         except Exception:  # noqa: BLE001  left for mismatch to describe
             return value
     return value
+
+
+# ------------------------------------------------ bn_keras.ipynb: group-norm gradients (tape)
+_GRADIENT_NAMES = ("dx", "dgamma", "dbeta")
+
+
+def _keras_gradient_cases(rng):
+    """The group-norm cases of keras_groupnorm with an upstream gradient ``dout`` each."""
+    found = []
+    for case in _keras_gn_cases(rng):
+        dout = rng.standard_normal(case["x"].shape).astype(case["x"].dtype)
+        found.append(dict(case, dout=dout))
+    return found
+
+
+def _gn_gradients(case, gamma=None, eps=None, dout=None):
+    """Reference (dx, dgamma, dbeta) of sum(out * dout) for group norm on ``case``, float64."""
+    gamma = case["gamma"] if gamma is None else gamma
+    eps = case["param"]["eps"] if eps is None else eps
+    dout = case["dout"] if dout is None else dout
+    _, cache = reference.groupnorm_forward(case["x"], gamma, case["beta"], case["G"], {"eps": eps})
+    return reference.groupnorm_backward(dout, cache)
+
+
+def _keras_gradient_variants(case):
+    """{mistake id: (dx, dgamma, dbeta)}: what each catalogued tape mistake returns, float64
+    (None where that mistake does not change that gradient)."""
+    right = _gn_gradients(case)
+    dout = np.asarray(case["dout"], np.float64)
+    return {
+        "keras-grad-wrt-output": (dout, None, None),
+        "keras-grad-dout-missing": _gn_gradients(case, dout=np.ones_like(dout)),
+        "keras-grad-loss-mean": tuple(gradient / dout.size for gradient in right),
+        "keras-gradients-swapped": (None, right[2], right[1]),
+        "keras-norm-default-epsilon": _gn_gradients(case, eps=mk.KERAS_DEFAULT_EPSILON),
+        "keras-gamma-beta-not-set": (
+            _gn_gradients(case, gamma=np.ones_like(np.asarray(case["gamma"], np.float64)))[0],
+            None,
+            None,
+        ),
+    }
+
+
+def _name_gradient(got, ref, index, case):
+    """The one catalogued mistake that reproduces gradient ``index`` of ``got``, else None."""
+    dtype = case["x"].dtype
+    if got is None:
+        return "keras-tape-not-watching-x" if index == 0 else None
+    if not isinstance(got, np.ndarray) or got.shape != ref.shape:
+        return None
+    if dtype == np.float64 and got.dtype == np.float32:
+        return "keras-float32-cast"
+    found = [
+        mistake_id
+        for mistake_id, variant in _keras_gradient_variants(case).items()
+        if variant[index] is not None
+        and mismatch(variant[index], ref, dtype) is not None
+        and mismatch(got, variant[index], dtype) is None
+    ]
+    return found[0] if len(found) == 1 else None  # a tie names nothing rather than a wrong cause
+
+
+@register("keras_gn_gradients", KERAS_NOTEBOOK, points=2)
+def keras_groupnorm_gradients(ctx):
+    """keras_groupnorm_backward: dx, dgamma and dbeta from tf.GradientTape match the reference"""
+    backward = ctx.function("keras_groupnorm_backward")
+    for case in _keras_gradient_cases(ctx.rng):
+        labels = [_label("keras_groupnorm_backward", name, case) for name in _GRADIENT_NAMES]
+        try:
+            result = ctx.call(
+                backward,
+                case["x"].copy(),
+                case["gamma"].copy(),
+                case["beta"].copy(),
+                case["G"],
+                dict(case["param"]),
+                case["dout"].copy(),
+            )
+            if not isinstance(result, (tuple, list)) or len(result) != 3:
+                raise StudentError(
+                    f"keras_groupnorm_backward must return (dx, dgamma, dbeta), got {_kind(result)}"
+                )
+        except StudentError as error:
+            detail = str(error)
+            mistake_id = mk.mistake_in_error(detail)
+            if "raised ValueError: Passed in object" in detail:
+                # TensorFlow's message prints the whole array it was given: say what it was.
+                detail = (
+                    "keras_groupnorm_backward raised ValueError: tape.watch was given a NumPy "
+                    "array, not a tensor"
+                )
+            if mistake_id:
+                detail = f"{detail}. {mk.explain(mistake_id)}"
+            for label in labels:
+                ctx.report.add(label, False, detail, mistake_id=mistake_id)
+            continue
+        dtype = case["x"].dtype
+        for index, (label, ref) in enumerate(zip(labels, _gn_gradients(case), strict=True)):
+            got = _as_array(result[index])
+            reason = mismatch(got, ref, dtype, expect_dtype=dtype)
+            if reason is None:
+                ctx.report.add(label, True)
+                continue
+            mistake_id = _name_gradient(got, ref, index, case)
+            detail = f"{reason}. {mk.explain(mistake_id)}" if mistake_id else reason
+            ctx.report.add(label, False, detail, mistake_id=mistake_id)

@@ -145,6 +145,29 @@ MISTAKES = {
             "compute nothing from the batch outside the layer.",
         ),
         Mistake(
+            "keras-grad-wrt-output",
+            "dx equals dout: that is the gradient with respect to the layer's output, not its "
+            "input; ask the tape for tape.gradient(loss, [x, layer.gamma, layer.beta]) with the "
+            "watched input tensor x.",
+        ),
+        Mistake(
+            "keras-grad-dout-missing",
+            "these are the gradients of sum(out), as if dout were all ones: the loss whose "
+            "gradients equal the backward pass of dout is tf.reduce_sum(out * dout) (or pass "
+            "output_gradients=dout to tape.gradient(out, ...)).",
+        ),
+        Mistake(
+            "keras-grad-loss-mean",
+            "the gradients are those of a mean, 1 / x.size of the right ones: use "
+            "tf.reduce_sum(out * dout), not tf.reduce_mean, so that they equal the backward "
+            "pass of dout.",
+        ),
+        Mistake(
+            "keras-gradients-swapped",
+            "dgamma and dbeta are swapped: return the gradients in the order asked for, "
+            "tape.gradient(loss, [x, layer.gamma, layer.beta]) gives (dx, dgamma, dbeta).",
+        ),
+        Mistake(
             "keras-mode-semantics",
             "Run the verification cell and correct your table where Keras did something else.",
         ),
@@ -164,6 +187,13 @@ def mistake_in_error(message):
         return "keras-float32-cast"
     if "keras_bn_backward raised AttributeError" in message and "'NoneType'" in message:
         # tape.gradient gave None; a frozen layer (no trainable gamma) is told apart by a probe.
+        return "keras-tape-not-watching-x"
+    if message.startswith("keras_groupnorm_backward raised") and (
+        ("AttributeError" in message and "'NoneType'" in message)
+        or "raised ValueError: Passed in object" in message
+    ):
+        # tape.gradient gave None for x (nothing watched), or tape.watch got a NumPy array
+        # ("Passed in object <its values> of type ndarray, not tf.Tensor", cut short).
         return "keras-tape-not-watching-x"
     return None
 

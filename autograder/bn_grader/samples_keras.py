@@ -28,6 +28,8 @@ _BN_BLOCK = (
     "                keras.layers.Activation(activation),\n"
 )
 
+_GN_TARGETS = "[x, layer.gamma, layer.beta]"  # what keras_groupnorm_backward differentiates for
+
 
 def _sample(name, edits, affected, mistake_id):
     return Sample(
@@ -172,6 +174,37 @@ SAMPLES = [
         ],
         {"test_keras_groupnorm"},
         "keras-gn-training-differs",
+    ),
+    # Tape gradients of group norm (Part H): each mistake costs points only on its grade cell.
+    _sample(
+        "keras-gn-tape-not-watching-x",
+        [("keras_groupnorm_backward", "        tape.watch(x)\n", "")],
+        {"test_keras_groupnorm_gradients"},
+        "keras-tape-not-watching-x",
+    ),
+    _sample(
+        "keras-gn-grad-wrt-output",
+        [("keras_groupnorm_backward", _GN_TARGETS, "[out, layer.gamma, layer.beta]")],
+        {"test_keras_groupnorm_gradients"},
+        "keras-grad-wrt-output",
+    ),
+    _sample(
+        "keras-gn-grad-dout-missing",
+        [("keras_groupnorm_backward", "tape.gradient(loss, [x", "tape.gradient(out, [x")],
+        {"test_keras_groupnorm_gradients"},
+        "keras-grad-dout-missing",
+    ),
+    _sample(
+        "keras-gn-grad-loss-mean",
+        [("keras_groupnorm_backward", "tf.reduce_sum(out * dout)", "tf.reduce_mean(out * dout)")],
+        {"test_keras_groupnorm_gradients"},
+        "keras-grad-loss-mean",
+    ),
+    _sample(
+        "keras-gn-gradients-swapped",
+        [("keras_groupnorm_backward", _GN_TARGETS, "[x, layer.beta, layer.gamma]")],
+        {"test_keras_groupnorm_gradients"},
+        "keras-gradients-swapped",
     ),
     _sample(
         "keras-mode-layer-call",

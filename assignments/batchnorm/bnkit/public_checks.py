@@ -848,6 +848,64 @@ def check_keras_groupnorm(keras_groupnorm_forward, keras_layernorm_forward):
     return check.good
 
 
+def check_keras_groupnorm_backward(keras_groupnorm_backward):
+    """Public checks of the tape gradients of Keras group norm: float64, against a numerical dx
+    and the closed forms dgamma = sum(dout * x_hat), dbeta = sum(dout) over N, H, W."""
+    check = _Checker("keras_groupnorm_backward")
+    with _guard(check):
+        rng = np.random.default_rng(10)
+        x = rng.normal(0.0, 0.3, size=(2, 2, 3, 4)) + np.arange(4.0)
+        gamma, beta = rng.normal(1.0, 0.3, 4), rng.normal(0.0, 0.3, 4)
+        dout = rng.normal(size=x.shape)
+        got = keras_groupnorm_backward(x.copy(), gamma, beta, 2, {"eps": 1e-5}, dout.copy())
+        if not check.expect(
+            isinstance(got, tuple | list) and len(got) == 3,
+            "returns (dx, dgamma, dbeta)",
+            f"got {type(got).__name__}",
+        ):
+            return check.good
+        x_hat = _groupnorm_formula(x, np.ones(4), np.zeros(4), 2, 1e-5)
+        expected = {
+            "dx": eval_numerical_gradient_array(
+                lambda values: _groupnorm_formula(values, gamma, beta, 2, 1e-5), x.copy(), dout
+            ),
+            "dgamma": (dout * x_hat).sum(axis=(0, 1, 2)),
+            "dbeta": dout.sum(axis=(0, 1, 2)),
+        }
+        values = {}
+        for name, value in zip(("dx", "dgamma", "dbeta"), got, strict=True):
+            if value is None:
+                check.expect(
+                    False,
+                    f"{name} is an array",
+                    "tape.gradient gave None: convert x with tf.convert_to_tensor, call "
+                    "tape.watch(x) inside the with block and pass that tensor to the layer",
+                    failed=f"{name} is None",
+                )
+                continue
+            value = np.asarray(value)
+            if check.shape(value, expected[name].shape, name):
+                values[name] = value
+        for name, value in values.items():
+            error = rel_error(value, expected[name])
+            hint = "loss = tf.reduce_sum(out * dout) on the training-mode output"
+            if name == "dx" and np.allclose(value, dout):
+                hint = "that is dout, the gradient with respect to the output: ask for x"
+            elif name != "dx" and np.allclose(
+                value, expected["dbeta" if name == "dgamma" else "dgamma"]
+            ):
+                hint = "dgamma and dbeta are swapped: ask for [x, layer.gamma, layer.beta]"
+            elif np.allclose(value * x.size, expected[name]):
+                hint = "that is the gradient of a mean: use tf.reduce_sum, not tf.reduce_mean"
+            check.expect(
+                value.dtype == np.float64 and error < GRADIENT_TOLERANCE,
+                f"{name} matches the numerical gradient (relative error {error:.1e})",
+                hint if value.dtype == np.float64 else "build the layer with dtype=x.dtype.name",
+                failed=f"{name} does not match: relative error {error:.1e}, dtype {value.dtype}",
+            )
+    return check.good
+
+
 SUITES = {
     "batchnorm_forward": (check_batchnorm_forward, ("batchnorm_forward",)),
     "batchnorm_backward": (check_batchnorm_backward, ("batchnorm_forward", "batchnorm_backward")),
@@ -873,6 +931,7 @@ SUITES = {
         check_keras_groupnorm,
         ("keras_groupnorm_forward", "keras_layernorm_forward"),
     ),
+    "keras_norm_gradients": (check_keras_groupnorm_backward, ("keras_groupnorm_backward",)),
 }
 SUITE_LABELS = {"keras_images": "keras_bn_forward and keras_bn_backward on NHWC images"}
 GRADER_SOCKET_VARIABLE = "BNKIT_CHECKER_SOCKET"  # set only when the notebook is being graded
