@@ -7,11 +7,19 @@ points exactly on the cells its catalogue entry names.
 """
 
 import csv
+import html
+import io
 
+import nbformat
 import pytest
+from rich.console import Console
 
+from bn_grader import mistakes
+from bn_grader import mistakes_keras as mk
+from bn_grader.ledger import METADATA_KEY
 from bn_grader.samples import all_samples
 from conftest import auto_points, auto_scores, runtime_env
+from corpus.realistic import SUBMISSIONS
 from coursekit import status as st
 from coursekit.export import export_csv
 from coursekit.feedback import generate_feedback
@@ -27,8 +35,13 @@ from coursekit.submissions import (
     reference_notebook,
     write_submission,
 )
+from coursekit.table import TABLE_WIDTH, print_score_table
 
 NOTEBOOKS = ("bn_numpy", "bn_keras")
+# A realistic submission with two mistakes in one function (PyTorch's momentum convention and
+# its unbiased running variance): both must reach the ledger and the class report.
+TWO_MISTAKES = next(s for s in SUBMISSIONS if s.name == "momentum-pytorch-style")
+TWO_MISTAKES_STUDENT = "two-mistakes"
 
 
 def chosen_samples():
@@ -50,6 +63,7 @@ def graded(tmp_path_factory):
         for sample in samples:
             notebook = apply_edits(reference_notebook(sample.notebook), sample.edits, sample.name)
             write_submission(sample.name, {sample.notebook: notebook})
+        write_submission(TWO_MISTAKES_STUDENT, {"bn_numpy.ipynb": _two_mistakes_notebook()})
         statuses = grade(workers=2, show_progress=False)
         feedback_files = generate_feedback()
         csv_path, rows = export_csv()
@@ -62,6 +76,24 @@ def graded(tmp_path_factory):
             "csv": csv_path,
             "samples": samples,
         }
+
+
+def _two_mistakes_notebook():
+    """The reference bn_numpy with its batchnorm_forward cell written as TWO_MISTAKES wrote it."""
+    notebook = reference_notebook("bn_numpy.ipynb")
+    for cell in notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "batchnorm_forward":
+            cell.source = TWO_MISTAKES.code
+    return notebook
+
+
+def _ledger(student, notebook):
+    path = autograded(student, notebook)
+    return nbformat.read(path, as_version=4).metadata[METADATA_KEY]["ledger"]
+
+
+def autograded(student, notebook):
+    return feedback_dir().parent / "autograded" / student / "batchnorm" / f"{notebook}.ipynb"
 
 
 def test_every_notebook_has_a_status(graded):
@@ -103,15 +135,44 @@ def test_mistake_samples_lose_points_only_where_expected(graded):
                 assert got[cell] == points, f"{sample.name}: {cell} should keep full marks"
 
 
-def test_feedback_names_the_mistake(graded):
+def _cause(mistake_id):
+    """The sentence a student reads for a mistake, from the catalogue that names it."""
+    return mistakes.cause(mistake_id) if mistake_id in mistakes.BY_ID else mk.explain(mistake_id)
+
+
+def test_feedback_gives_the_cause_and_the_ledger_the_id(graded):
+    """The student reads the mistake's sentence, never its id; the id is in the ledger."""
     for sample in graded["samples"]:
-        html = (
-            feedback_dir() / sample.name / "batchnorm" / sample.notebook.replace(".ipynb", ".html")
-        ).read_text()
-        assert (
-            f"[mistake: {sample.mistake_id}]" in html
-            or f"Likely mistake [{sample.mistake_id}]" in html
-        ), sample.name
+        page = html.unescape(
+            (
+                feedback_dir()
+                / sample.name
+                / "batchnorm"
+                / sample.notebook.replace(".ipynb", ".html")
+            ).read_text()
+        )
+        assert _cause(sample.mistake_id) in page, sample.name
+        assert sample.mistake_id not in page, sample.name
+        assert "[mistake:" not in page and "Likely mistake [" not in page, sample.name
+        ledger = _ledger(sample.name, sample.notebook.removesuffix(".ipynb"))
+        named = {cell for cell, entry in ledger.items() if sample.mistake_id in entry["mistakes"]}
+        assert named and named <= set(sample.affected_cells), sample.name
+        # the grade cell printed no id either: the autograded notebook has none in its outputs
+        outputs = "".join(
+            str(cell.get("outputs", ""))
+            for cell in nbformat.read(
+                autograded(sample.name, sample.notebook.removesuffix(".ipynb")), as_version=4
+            ).cells
+        )
+        assert sample.mistake_id not in outputs, sample.name
+
+
+def test_two_mistakes_in_one_item_are_both_in_the_ledger(graded):
+    ledger = _ledger(TWO_MISTAKES_STUDENT, "bn_numpy")
+    running = ledger["test_forward_running"]
+    both = [item for item in running["items"] if set(item["mistakes"]) == TWO_MISTAKES.causes]
+    assert both, running["items"]
+    assert set(running["mistakes"]) == TWO_MISTAKES.causes
 
 
 def test_feedback_leaks_nothing(graded):
@@ -141,6 +202,16 @@ def test_export_has_scores_and_statuses(graded):
     assert rows[UNTOUCHED]["status"] == st.GRADED
     for sample in graded["samples"]:
         assert "notebook missing" in rows[sample.name]["status"]
+
+
+def test_score_table_fits_120_columns(graded):
+    """The table `make export` (and `make demo`) prints, on the kit's 160-column console."""
+    output = io.StringIO()
+    print_score_table(list(graded["rows"].values()), Console(file=output, width=160))
+    lines = output.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= TABLE_WIDTH == 120
+    for student in graded["rows"]:
+        assert any(student in line for line in lines), student  # never cut in two
 
 
 def test_regrading_one_student_keeps_everyone_elses_grades_and_manual_scores(graded):
@@ -211,8 +282,65 @@ def test_class_report_counts_failures_and_names_mistakes(graded):
         for cell in sample.affected_cells:
             named |= set(by_cell[(notebook, cell)].mistakes)
         assert sample.mistake_id in named, sample.name
+    # Both mistakes of the two-mistake submission are counted on the cell that found them.
+    counted = by_cell[("bn_numpy", "test_forward_running")].mistakes
+    assert all(counted[mistake] >= 1 for mistake in TWO_MISTAKES.causes), counted
     assert totals[REFERENCE] == sum(sum(auto_points(nb).values()) for nb in NOTEBOOKS)
     output = io.StringIO()
     png = write_report(Console(file=output, width=200))
     assert png.exists() and png.stat().st_size > 10_000
     assert "students failing" in output.getvalue()
+
+
+# ------------------------------------------------------------- the demo's samples and table
+def test_every_mistake_sample_is_a_complete_submission(isolated_runtime):
+    """`make demo` grades whole submissions: the mistake's notebook, and the other one right."""
+    from coursekit.paths import submitted_dir
+
+    students = build_samples(include_mistakes=True)
+    samples = all_samples()
+    assert students == [REFERENCE, UNTOUCHED, *[sample.name for sample in samples]]
+    for sample in samples:
+        folder = submitted_dir() / sample.name / "batchnorm"
+        assert sorted(p.name for p in folder.glob("*.ipynb")) == [
+            "bn_keras.ipynb",
+            "bn_numpy.ipynb",
+        ]
+        other = ({"bn_numpy.ipynb", "bn_keras.ipynb"} - {sample.notebook}).pop()
+        written = nbformat.read(folder / other, as_version=4)
+        assert [c.source for c in written.cells] == [
+            c.source for c in reference_notebook(other).cells
+        ], sample.name
+        edited = nbformat.read(folder / sample.notebook, as_version=4)
+        assert [c.source for c in edited.cells] != [
+            c.source for c in reference_notebook(sample.notebook).cells
+        ], sample.name
+
+
+def test_demo_table_has_one_line_per_sample_within_120_columns():
+    """The demo's rows (every sample graded, nothing flagged) print one line each."""
+    names = [REFERENCE, UNTOUCHED, *[sample.name for sample in all_samples()]]
+    rows = [
+        {
+            "student_id": name,
+            "bn_numpy": 47.5,
+            "bn_keras": 18.25,
+            "auto_score": 65.75,
+            "auto_max": 70,
+            "needs_manual_grade": 6,
+            "status": st.GRADED,
+            "flags": "",
+        }
+        for name in names
+    ]
+    output = io.StringIO()
+    print_score_table(rows, Console(file=output, width=160))
+    lines = output.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 120
+    for name in names:
+        assert sum(f" {name} " in line for line in lines) == 1, name
+    # a long flag wraps inside its column instead of widening the table
+    rows[0]["flags"] = "bn_numpy: batchnorm_forward imports tensorflow; " * 4
+    output = io.StringIO()
+    print_score_table(rows, Console(file=output, width=160))
+    assert max(len(line) for line in output.getvalue().splitlines()) <= 120

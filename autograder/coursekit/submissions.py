@@ -68,6 +68,18 @@ def write_submission(student, notebooks):
     return folder
 
 
+def sample_submission(sample):
+    """A mistake sample as a whole submission: ``{file name: notebook}`` for both notebooks.
+
+    The sample's notebook carries its edits; the other one is the reference answer, as a
+    student who got the rest right would hand in. Grading then shows the mistake alone, with no
+    "notebook missing" beside it, and the Keras notebook finds the student's bn_numpy.ipynb.
+    """
+    notebooks = {name: reference_notebook(name) for name in NOTEBOOKS}
+    apply_edits(notebooks[sample.notebook], sample.edits, sample.name)
+    return notebooks
+
+
 def build_samples(include_mistakes=True):
     """Write the reference, untouched and (optionally) every mistake sample.
 
@@ -81,7 +93,6 @@ def build_samples(include_mistakes=True):
     students = [REFERENCE, UNTOUCHED]
     if include_mistakes:
         for sample in all_samples():
-            notebook = apply_edits(reference_notebook(sample.notebook), sample.edits, sample.name)
-            write_submission(sample.name, {sample.notebook: notebook})
+            write_submission(sample.name, sample_submission(sample))
             students.append(sample.name)
     return students
