@@ -114,3 +114,8 @@ c.GenerateFeedback.exporter_class = StudentFeedbackExporter
 
 # Grading kernels get an environment built from nothing (bn_grader.sandbox.default_rights),
 # with TensorFlow and Python warnings silenced: any stderr in a grade cell scores it 0.
+
+# The kit's own settings (coursekit.config.CourseKit; nbgrader ignores this section).
+# Dask scheduler for `coursekit grade` (docs/cluster.md), used when neither --scheduler nor
+# BNKIT_SCHEDULER is given, e.g. "tcp://grading-head:8786"; "" grades in the local pool.
+c.CourseKit.scheduler = ""

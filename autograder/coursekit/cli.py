@@ -81,11 +81,14 @@ def _print_grade_summary(run):
 
 
 def cmd_grade(args):
+    from .config import resolve_scheduler
     from .grade import GradingInterrupted, grade
 
-    scheduler = args.scheduler or os.environ.get("BNKIT_SCHEDULER") or None
+    scheduler, source = resolve_scheduler(args.scheduler)
     where = (
-        f"the Dask cluster at {scheduler}" if scheduler else f"{args.workers or 'all-core'} workers"
+        f"the Dask cluster at {scheduler} (from {source})"
+        if scheduler
+        else f"{args.workers or 'all-core'} workers"
     )
     _step(f"grade: autograde with {where}")
     if args.no_sandbox:
@@ -199,8 +202,8 @@ def build_parser():
         "--scheduler",
         default=None,
         metavar="tcp://HOST:PORT",
-        help="grade: send the tasks to this Dask scheduler (default: $BNKIT_SCHEDULER, "
-        "else the local pool)",
+        help="grade: send the tasks to this Dask scheduler (default: $BNKIT_SCHEDULER, else "
+        "c.CourseKit.scheduler in nbgrader_config.py, else the local pool)",
     )
     return parser
 

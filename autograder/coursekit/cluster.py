@@ -5,9 +5,11 @@ What travels, and what a worker must have:
 - A task carries the submission notebook's bytes (and its ``timestamp.txt``), the course's
   grading secret (hidden check inputs derive from it, so scores match local grading), a blank
   SQLite gradebook made from the release (zlib-compressed, about 25 kB, no student's data in
-  it) and the parent's grader version. It returns the autograded folder as bytes, the private gradebook (whose scores the parent merges with
-  :func:`coursekit.gradebook.merge_notebook_grades`, one result at a time), the status, the
-  flags and the logs. Workers never touch the course gradebook or the parent's files.
+  it) and the parent's grader version. It returns the autograded folder as bytes, the scores
+  autograde recorded in the private gradebook as plain data
+  (:func:`coursekit.gradebook.read_notebook_scores`; the parent merges them one result at a
+  time, as in local grading), the status, the flags and the logs. Workers never touch the
+  course gradebook or the parent's files.
 - A worker needs the same kit checkout (same commit: grader code, source notebooks, release)
   importable as ``coursekit`` (``PYTHONPATH=<kit>/autograder``), the course environment with
   the ``bn-course`` kernel, and bubblewrap. A worker whose kit differs from the parent's
@@ -25,6 +27,12 @@ Failures: a Dask worker that dies mid-task has the task retried once elsewhere (
 sets the scheduler's ``allowed_failures`` to 1), then the status is ``worker lost``. When the
 scheduler goes away, grading stops with a clear message; every grade merged so far stays and a
 re-run (incremental) grades the rest.
+
+Stopping: Dask cannot interrupt a task's thread, so a cancelled task (Ctrl-C in the parent,
+which cancels its futures, or a parent that vanished, whose futures the scheduler releases)
+would grade on for as long as its notebook runs. Each task therefore watches its own state on
+the worker; once every task of a grading pool is cancelled, the pool's processes are killed
+(their kernels die with them) and the threads are free at once.
 """
 
 import atexit
@@ -50,6 +58,7 @@ SCHEDULER_GRACE_S = 10
 POLL_S = 0.2
 MIN_POLL_S = 0.002
 CAPACITY_REFRESH_S = 2.0
+CANCEL_POLL_S = 0.5  # how often a running task checks that it is still wanted
 SETTINGS_PASSED = ("BNKIT_CELL_TIMEOUT",)  # environment settings that change outcomes
 
 
@@ -63,6 +72,7 @@ class SchedulerLost(KitError):
 _state_lock = threading.Lock()
 _worker_root = None
 _pools = {}
+_running = {}  # WorkerPool -> {task key: cancelled (bool)} of the tasks it is grading
 _local_version = None
 
 
@@ -90,6 +100,32 @@ def _pool(grading_env, memory_limit_mb, size):
             env.pop("BNKIT_DB_URL", None)  # a task only ever writes its private gradebook
             _pools[key] = WorkerPool(size, env, memory_limit_mb * 1024 * 1024)
         return _pools[key]
+
+
+def _stop_when_cancelled(worker, key, pool, finished):
+    """Thread: once task ``key`` is cancelled, and so is every task of ``pool``, kill the pool.
+
+    A pool shared by several tasks (a worker with several threads) is killed only when none of
+    its tasks is wanted any more; a single cancelled task among running ones grades on to
+    its end (bounded by the cell timeout) rather than killing its neighbours' work.
+    """
+    while not finished.wait(CANCEL_POLL_S):
+        task_state = worker.state.tasks.get(key)
+        if task_state is not None and task_state.state != "cancelled":
+            continue
+        with _state_lock:
+            tasks = _running.get(pool, {})
+            if key in tasks:
+                tasks[key] = True
+            doomed = bool(tasks) and all(tasks.values())
+            if doomed:
+                # Tasks that come later get a fresh pool.
+                for settings, known in list(_pools.items()):
+                    if known is pool:
+                        del _pools[settings]
+        if doomed:
+            pool.abandon()
+        return
 
 
 def _version():
@@ -125,8 +161,8 @@ def grade_task(spec):
 
     Returns:
         dict with ``status``, ``detail``, ``flags``, ``files`` ({path: bytes} of the autograded
-        folder), ``gradebook_z`` (the task's gradebook, zlib-compressed; None when nothing
-        was graded), ``log``,
+        folder), ``scores`` (what autograde recorded, as plain data:
+        :func:`coursekit.gradebook.read_notebook_scores`; None when nothing was), ``log``,
         ``kernel_stderr``, ``worker`` (address) and ``seconds``.
     """
     from distributed import get_worker
@@ -136,7 +172,7 @@ def grade_task(spec):
     started = time.monotonic()
     worker = get_worker()
     task = Task(spec["student"], spec["notebook"])
-    result = {"files": {}, "gradebook_z": None, "log": "", "kernel_stderr": ""}
+    result = {"files": {}, "scores": None, "log": "", "kernel_stderr": ""}
     result.update(worker=worker.address, flags="")
     import multiprocessing
 
@@ -177,17 +213,32 @@ def grade_task(spec):
         secret.write_bytes(spec["secret"])
         secret.chmod(0o600)
         pool = _pool(spec["grading_env"], spec["memory_limit_mb"], worker.state.nthreads)
-        success, log, peak_mb = pool.autograde(
-            task.student,
-            task.stem,
-            str(work / "submitted"),
-            str(work / "autograded"),
-            f"sqlite:///{work / 'gradebook.db'}",
-            str(work / "kernel.stderr.log"),
-            str(secret),
-        )
+        key = worker.get_current_task()
+        finished = threading.Event()
+        with _state_lock:
+            _running.setdefault(pool, {})[key] = False
+        threading.Thread(
+            target=_stop_when_cancelled, args=(worker, key, pool, finished), daemon=True
+        ).start()
+        try:
+            success, log, peak_mb, scores = pool.autograde(
+                task.student,
+                task.stem,
+                str(work / "submitted"),
+                str(work / "autograded"),
+                f"sqlite:///{work / 'gradebook.db'}",
+                str(work / "kernel.stderr.log"),
+                str(secret),
+            )
+        finally:
+            finished.set()
+            with _state_lock:
+                tasks = _running.get(pool, {})
+                tasks.pop(key, None)
+                if not tasks:
+                    _running.pop(pool, None)
         outcome = task_outcome(
-            task, work, success, log, peak_mb, spec["memory_limit_mb"], spec["sandboxed"]
+            task, work, success, log, peak_mb, spec["memory_limit_mb"], spec["sandboxed"], scores
         )
         stderr_path = work / "kernel.stderr.log"
         return {
@@ -196,7 +247,7 @@ def grade_task(spec):
             "detail": outcome.detail,
             "flags": outcome.flags,
             "files": _folder_bytes(work / "autograded" / task.student / ASSIGNMENT),
-            "gradebook_z": zlib.compress((work / "gradebook.db").read_bytes()),
+            "scores": scores,
             "log": log,
             "kernel_stderr": stderr_path.read_text(errors="replace")
             if stderr_path.exists()
@@ -369,7 +420,7 @@ class DaskExecutor:
         return self._threads
 
     def results(self, tasks):
-        """Yield ``(task, worker_url, graded_folder, outcome)`` per task as each one ends.
+        """Yield ``(task, scores, graded_folder, outcome)`` per task as each one ends.
 
         At most one task per worker thread is in flight. The scheduler's own queueing only
         holds back tasks of large groups, so without this a worker would be handed several
@@ -425,7 +476,6 @@ class DaskExecutor:
         shutil.rmtree(work, ignore_errors=True)
         graded_folder = work / "autograded" / task.student / ASSIGNMENT
         graded_folder.mkdir(parents=True)
-        worker_url = None
         try:
             result = future.result()
         except KilledWorker:
@@ -436,7 +486,7 @@ class DaskExecutor:
                 f"the Dask worker grading it died, also on the retry ({ALLOWED_FAILURES + 1} "
                 "workers lost): run grade again; if it repeats, the notebook kills its worker",
             )
-            return task, worker_url, graded_folder, outcome
+            return task, None, graded_folder, outcome
         except Exception as error:  # noqa: BLE001  the task itself failed on the worker
             if future.status == "cancelled":
                 raise SchedulerLost(
@@ -448,22 +498,19 @@ class DaskExecutor:
                 st.GRADER_FAILED,
                 f"the task failed on the Dask worker: {type(error).__name__}: {error}"[:200],
             )
-            return task, worker_url, graded_folder, outcome
+            return task, None, graded_folder, outcome
         finally:
             future.release()
         for relative, data in result["files"].items():
             path = graded_folder / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        if result["gradebook_z"] is not None:
-            (work / "gradebook.db").write_bytes(zlib.decompress(result["gradebook_z"]))
-            worker_url = f"sqlite:///{work / 'gradebook.db'}"
         (work / "autograde.log").write_text(f"[dask worker {result['worker']}]\n{result['log']}")
         (work / "kernel.stderr.log").write_text(result["kernel_stderr"])
         outcome = st.NotebookStatus(
             task.student, task.notebook, result["status"], result["detail"], result["flags"]
         )
-        return task, worker_url, graded_folder, outcome
+        return task, result["scores"], graded_folder, outcome
 
     def running(self):
         """Tasks sent and not finished that the scheduler has given to a worker.

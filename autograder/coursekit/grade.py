@@ -4,10 +4,11 @@ Each (student, notebook) is one task: nbgrader's autograde for that student and 
 by a long-lived worker process (:mod:`coursekit.worker`) in a private folder against a private
 copy of the SQLite gradebook, under a memory limit. nbgrader's pipeline there runs the kit's
 executor (kernel in bubblewrap, hidden checks in the worker) and takes auto scores from the
-checks' ledger (nbgrader_config.py). The parent then copies the result into the course
-gradebook (serialised, through nbgrader's API) and the autograded notebook into
-``autograded/``. A crashed or killed task therefore cannot corrupt the gradebook or touch any
-other student's grades, and its status says what happened.
+checks' ledger (nbgrader_config.py). The task reads its scores back out of its gradebook as
+plain data; the parent merges them into the course gradebook (one nbgrader session for the
+run, one commit per result, :class:`coursekit.gradebook.CourseGradebook`) and copies the
+autograded notebook into ``autograded/``. A crashed or killed task therefore cannot corrupt
+the gradebook or touch any other student's grades, and its status says what happened.
 
 The tasks run in the local worker pool, or with ``scheduler=`` on a Dask cluster
 (:mod:`coursekit.cluster`); either way the parent merges one result at a time. Only notebooks
@@ -31,13 +32,7 @@ from bn_grader.sandbox import INSTALL_HINT, bwrap_path
 from . import status as st
 from .errors import KitError
 from .flags import notebook_flags
-from .gradebook import (
-    copy_sqlite,
-    ensure_submissions,
-    merge_notebook_grades,
-    require_assignment,
-    zero_notebook,
-)
+from .gradebook import CourseGradebook, copy_sqlite, require_assignment
 from .incremental import GradedVersions, grader_version, run_settings, submission_digest
 from .intake import note_for, scan
 from .paths import (
@@ -156,26 +151,36 @@ def stage_submission(
     return staged
 
 
-def task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed):
+def task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed, scores):
     """Decide a finished task's status from what autograde left in ``work`` (any machine).
 
-    Also writes ``work/autograde.log``. Returns a :class:`coursekit.status.NotebookStatus`.
+    ``scores`` is what autograde recorded in the task's gradebook
+    (:func:`coursekit.gradebook.read_notebook_scores`). Also writes ``work/autograde.log``.
+    Returns a :class:`coursekit.status.NotebookStatus`.
     """
+    import nbformat
+
     work = Path(work)
     (work / "autograde.log").write_text(log)
-    graded_folder = work / "autograded" / task.student / ASSIGNMENT
+    graded_path = work / "autograded" / task.student / ASSIGNMENT / task.notebook
     stderr_path = work / "kernel.stderr.log"
     kernel_stderr = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
     near_limit = peak_mb is not None and peak_mb >= 0.8 * memory_limit_mb
+    # Parsed once here for the status and the unscored cells (flags.notebook_flags reads
+    # the file itself).
+    graded = nbformat.read(graded_path, as_version=4) if graded_path.exists() else None
     status, detail = st.classify(
-        0 if success else 1, log, graded_folder / task.notebook, kernel_stderr, near_limit
+        0 if success else 1, log, graded_path, kernel_stderr, near_limit, autograded=graded
     )
     flags = []
-    if (graded_folder / task.notebook).exists():
-        flags = notebook_flags(graded_folder / task.notebook, task.notebook)
-        unscored = st.unscored_cells(graded_folder / task.notebook)
+    if graded is not None:
+        flags = notebook_flags(graded_path, task.notebook)
+        unscored = st.unscored_cells(graded)
         if unscored and status == st.GRADED:
             detail = f"no check result, scored 0: {', '.join(unscored)}"
+        if scores is None and status not in st.PROBLEMS:
+            # An autograded notebook with nothing in the gradebook: never merge silence.
+            status, detail = st.GRADER_FAILED, "autograde recorded no scores in the gradebook"
     if not sandboxed:
         flags.append("unsandboxed")
         if status == st.GRADED:
@@ -202,7 +207,7 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
             worker_url = copy_sqlite(course_url, work / "gradebook.db")
     else:
         worker_url = course_url  # a server database serialises concurrent writers itself
-    success, log, peak_mb = pool.autograde(
+    success, log, peak_mb, scores = pool.autograde(
         task.student,
         task.stem,
         str(work / "submitted"),
@@ -210,12 +215,21 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
         worker_url,
         str(work / "kernel.stderr.log"),
     )
-    outcome = task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed)
-    return task, worker_url, work / "autograded" / task.student / ASSIGNMENT, outcome
+    # With a server gradebook the worker wrote these scores itself; merging them again
+    # changes no row (SQLAlchemy writes only values that differ) and keeps one code path.
+    outcome = task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed, scores)
+    return task, scores, work / "autograded" / task.student / ASSIGNMENT, outcome
 
 
-def _record(task, worker_url, graded_folder, outcome, course_url):
-    """Parent side: copy grades and the autograded notebook, or record a zero with its reason.
+def _record(task, scores, graded_folder, outcome, course):
+    """Parent side: merge the scores and copy the autograded notebook, or record a zero.
+
+    Args:
+        task: the :class:`Task`. scores: the task's scores as plain data
+            (:func:`coursekit.gradebook.read_notebook_scores`), None when nothing was recorded.
+        graded_folder: the task's ``autograded/<student>/batchnorm`` folder (logs two levels
+            above). outcome: its :class:`coursekit.status.NotebookStatus`.
+        course: the run's :class:`coursekit.gradebook.CourseGradebook`.
 
     A notebook whose grading was stopped or whose worker was lost keeps whatever the gradebook
     had: its status says the points are not this submission's result.
@@ -229,9 +243,8 @@ def _record(task, worker_url, graded_folder, outcome, course_url):
             shutil.copy2(kept, logs / f"{task.key}{suffix}")
     if outcome.status in (st.INTERRUPTED, st.WORKER_LOST):
         return
-    if (graded_folder / task.notebook).exists():
-        if worker_url != course_url:
-            merge_notebook_grades(worker_url, course_url, task.student, task.stem)
+    if (graded_folder / task.notebook).exists() and scores is not None:
+        course.merge(task.student, task.stem, scores)
         destination.mkdir(parents=True, exist_ok=True)
         for item in graded_folder.iterdir():
             target = destination / item.name
@@ -240,12 +253,7 @@ def _record(task, worker_url, graded_folder, outcome, course_url):
             else:
                 shutil.copy2(item, target)
     else:
-        zero_notebook(
-            course_url,
-            task.student,
-            task.stem,
-            f"Not graded: {outcome.status}. {outcome.detail}",
-        )
+        course.zero(task.student, task.stem, f"Not graded: {outcome.status}. {outcome.detail}")
         (destination / task.notebook).unlink(missing_ok=True)
 
 
@@ -270,18 +278,13 @@ class LocalExecutor:
             work.mkdir(parents=True, exist_ok=True)
             detail = f"{type(error).__name__}: {error}"[:200]
             outcome = st.NotebookStatus(task.student, task.notebook, st.GRADER_FAILED, detail)
-            return (
-                task,
-                self._arguments[0],
-                work / "autograded" / task.student / ASSIGNMENT,
-                outcome,
-            )
+            return task, None, work / "autograded" / task.student / ASSIGNMENT, outcome
         finally:
             with self._running_lock:
                 self._running.pop(task.key, None)
 
     def results(self, tasks):
-        """Yield ``(task, worker_url, graded_folder, outcome)`` per task, in finishing order."""
+        """Yield ``(task, scores, graded_folder, outcome)`` per task, in finishing order."""
         futures = [self._threads.submit(self._run, task) for task in tasks]
         for future in as_completed(futures):
             yield future.result()
@@ -301,12 +304,12 @@ class LocalExecutor:
         self._threads.shutdown(wait=True)
 
 
-def _problem_zero(course_url, student, notebook, reason):
-    zero_notebook(course_url, student, notebook.removesuffix(".ipynb"), reason)
-
-
-def plan(students, course_url, versions, version, settings, regrade_all, misplaced):
+def plan(students, course, versions, version, settings, regrade_all, misplaced):
     """Decide, per student and notebook, what to do in this run.
+
+    ``course`` is the run's :class:`coursekit.gradebook.CourseGradebook`; the zeros of
+    missing and unreadable notebooks are written in one transaction. They need no commit each:
+    those notebooks are never recorded as done, so a run stopped here redoes them.
 
     Returns:
         (tasks, immediate, unchanged, digests): the notebooks to grade; statuses decided without
@@ -323,8 +326,11 @@ def plan(students, course_url, versions, version, settings, regrade_all, misplac
                 found = note_for(misplaced, student, notebook)
                 detail = "not in the submission" + (f"; {found}" if found else "")
                 immediate.append(st.NotebookStatus(student, notebook, st.MISSING, detail))
-                _problem_zero(
-                    course_url, student, notebook, "Not graded: the notebook was not submitted."
+                course.zero(
+                    student,
+                    notebook.removesuffix(".ipynb"),
+                    "Not graded: the notebook was not submitted.",
+                    commit=False,
                 )
                 continue
             task = Task(student, notebook)
@@ -347,14 +353,15 @@ def plan(students, course_url, versions, version, settings, regrade_all, misplac
             ok, why = st.readable(path)
             if not ok:
                 immediate.append(st.NotebookStatus(student, notebook, st.UNREADABLE, why))
-                _problem_zero(
-                    course_url,
+                course.zero(
                     student,
-                    notebook,
+                    notebook.removesuffix(".ipynb"),
                     f"Not graded: the file is not a valid notebook ({why}).",
+                    commit=False,
                 )
                 continue
             tasks.append(task)
+    course.commit()
     return tasks, immediate, unchanged, digests
 
 
@@ -403,6 +410,24 @@ def grade(
     require_course_kernel()
     course_url = db_url()
     require_assignment(course_url)
+    with CourseGradebook(course_url) as course:
+        return _grade(
+            course,
+            students,
+            workers,
+            memory_limit_mb,
+            show_progress,
+            sandbox,
+            scheduler,
+            regrade_all,
+        )
+
+
+def _grade(
+    course, students, workers, memory_limit_mb, show_progress, sandbox, scheduler, regrade_all
+):
+    """:func:`grade` once the set-up is checked and the course gradebook is open."""
+    course_url = course.url
     run = GradeRun()
     if submitted_dir().is_dir():
         run.misplaced = scan(submitted_dir())[1]
@@ -416,16 +441,16 @@ def grade(
     versions = GradedVersions()
     version = grader_version()
     settings = run_settings(sandbox, memory_limit_mb, course_url, secret_file)
+    # Every student's rows up front, in one transaction: cheaper than one commit per new
+    # student, and with a server gradebook (which workers write to directly) two tasks of
+    # one student never race to create the same rows.
+    course.ensure_submissions(students)
     tasks, immediate, unchanged, digests = plan(
-        students, course_url, versions, version, settings, regrade_all or explicit, run.misplaced
+        students, course, versions, version, settings, regrade_all or explicit, run.misplaced
     )
     run.extend(immediate)
     run.unchanged = unchanged
 
-    if tasks and not course_url.startswith("sqlite:///"):
-        # Workers write straight to a server database; create each submission here first so
-        # two tasks of one student never race to create the same rows.
-        ensure_submissions(course_url, sorted({task.student for task in tasks}))
     lock = threading.Lock()
     columns = [
         TextColumn("grading"),
@@ -445,11 +470,9 @@ def grade(
             )
         with Progress(*columns, disable=not show_progress) as progress:
             bar = progress.add_task("", total=len(tasks))
-            for task, worker_url, graded_folder, outcome in (
-                executor.results(tasks) if tasks else ()
-            ):
+            for task, scores, graded_folder, outcome in executor.results(tasks) if tasks else ():
                 with lock:
-                    _record(task, worker_url, graded_folder, outcome, course_url)
+                    _record(task, scores, graded_folder, outcome, course)
                 finished.add(task.key)
                 run.append(outcome)
                 if outcome.status not in st.RETRY:

@@ -71,7 +71,14 @@ MEMORY_SIGNS = (
 )
 
 
-def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory_limit=False):
+def classify(
+    exit_code,
+    log_text,
+    autograded_path,
+    kernel_stderr="",
+    near_memory_limit=False,
+    autograded=None,
+):
     """Decide the status of one executed notebook.
 
     Args:
@@ -83,6 +90,9 @@ def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory
             (When the limit is hit, the allocation that fails may be in any thread of the
             kernel; outside the main Python thread that kills the kernel instead of raising
             MemoryError, sometimes without a word on stderr.)
+        autograded: the autograded notebook already read (an ``nbformat.NotebookNode``), so
+            that a caller reading it for other purposes too parses it once; else it is read
+            from ``autograded_path``.
 
     Returns:
         (status, detail).
@@ -100,7 +110,7 @@ def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory
             line.strip() for line in log_text.splitlines() if "Error" in line or "ERROR" in line
         ]
         return GRADER_FAILED, (causes[-1][:200] if causes else f"nbgrader exit code {exit_code}")
-    errors = error_names(autograded_path)
+    errors = error_names(autograded if autograded is not None else autograded_path)
     if "MemoryError" in errors:
         return (
             OUT_OF_MEMORY,
@@ -113,17 +123,24 @@ def classify(exit_code, log_text, autograded_path, kernel_stderr="", near_memory
     return GRADED, ""
 
 
-def unscored_cells(path):
-    """Grade cells of an autograded notebook that got no check result (scored 0)."""
+def _notebook(source):
+    """``source`` itself if it is a notebook already read, else the notebook at that path."""
+    if isinstance(source, nbformat.NotebookNode):
+        return source
+    return nbformat.read(source, as_version=4)
+
+
+def unscored_cells(source):
+    """Grade cells of an autograded notebook (path or NotebookNode) that got no check result."""
     from bn_grader.ledger import METADATA_KEY
 
-    notebook = nbformat.read(path, as_version=4)
+    notebook = _notebook(source)
     return list(notebook.metadata.get(METADATA_KEY, {}).get("unscored", []))
 
 
-def error_names(path):
-    """The exception names of all error outputs in a notebook."""
-    notebook = nbformat.read(path, as_version=4)
+def error_names(source):
+    """The exception names of all error outputs in a notebook (path or NotebookNode)."""
+    notebook = _notebook(source)
     return {
         output.get("ename", "")
         for cell in notebook.cells

@@ -65,9 +65,12 @@ def autograde_one(
             brings the course's secret with it).
 
     Returns:
-        (success, log text, peak memory of the kernel in MB or None). The peak is the largest
-        resident size of this worker's finished children when this task's kernel set a new
-        record, so a kernel that died near the memory limit can be told from one that crashed.
+        (success, log text, peak memory of the kernel in MB or None, scores). The peak is the
+        largest resident size of this worker's finished children when this task's kernel set a
+        new record, so a kernel that died near the memory limit can be told from one that
+        crashed. ``scores`` is what the task recorded in ``db_url`` for this notebook, as plain
+        data (:func:`coursekit.gradebook.read_notebook_scores`; None when nothing was
+        recorded): read here, in the worker, so the parent never opens a task's gradebook.
     """
     from nbgrader.apps.api import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -87,7 +90,10 @@ def autograde_one(
     peak_after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     peak_mb = peak_after / 1024 if peak_after > peak_before else None
     log = (result.get("log") or "") + (result.get("error") or "")
-    return bool(result.get("success")), log, peak_mb
+    from .gradebook import read_notebook_scores
+
+    scores = read_notebook_scores(db_url, student, notebook_stem)
+    return bool(result.get("success")), log, peak_mb, scores
 
 
 class WorkerPool:
@@ -123,8 +129,8 @@ class WorkerPool:
                     if self._executor is executor:
                         self._executor = self._new_executor()
         if self._abandoned:
-            return False, "Grading was stopped (Ctrl-C) while this notebook ran", None
-        return False, "Worker process died (BrokenProcessPool) twice on this task", None
+            return False, "Grading was stopped (Ctrl-C) while this notebook ran", None, None
+        return False, "Worker process died (BrokenProcessPool) twice on this task", None, None
 
     def abandon(self):
         """Stop now: kill the worker processes (their kernels die with them), start no more.
