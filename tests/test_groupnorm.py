@@ -383,8 +383,6 @@ def test_the_tape_mistakes_have_samples():
         "keras-tape-not-watching-x",
         "keras-grad-wrt-output",
         "keras-grad-dout-missing",
-        "keras-grad-loss-mean",
-        "keras-gradients-swapped",
     }
     for sample in GRADIENT_SAMPLES:
         assert sample.affected_cells == {"test_keras_groupnorm_gradients"}, sample.name
@@ -401,9 +399,17 @@ def test_tape_sample_loses_points_on_the_gradient_cell_only_and_is_named(sample)
     assert named_causes(out) == {sample.mistake_id}, out  # its cause, and no wrong one
 
 
+# Tape mistakes without a sample submission, made by editing the solution.
+OTHER_TAPE_MISTAKES = [
+    (("tf.reduce_sum(out * dout)", "tf.reduce_mean(out * dout)"), "keras-grad-loss-mean"),
+    (("[x, layer.gamma, layer.beta]", "[x, layer.beta, layer.gamma]"), "keras-gradients-swapped"),
+]
+
+
 @pytest.mark.parametrize(
     "edit, mistake_id",
     [
+        *OTHER_TAPE_MISTAKES,
         (('epsilon=gn_param["eps"], ', ""), "keras-norm-default-epsilon"),
         ((", dtype=x.dtype.name", ""), "keras-float32-cast"),
         (("    layer.gamma.assign(gamma)\n", ""), "keras-gamma-beta-not-set"),
@@ -431,8 +437,12 @@ def test_keras_gradient_public_check_passes_the_solution_and_catches_every_sampl
         "keras-grad-loss-mean": "not tf.reduce_mean",
         "keras-gradients-swapped": "swapped",
     }
-    for sample in GRADIENT_SAMPLES:
-        wrong = keras_gradient_namespace(edits=sample.edits)
+    cases = [(sample.edits, sample.mistake_id) for sample in GRADIENT_SAMPLES] + [
+        ([("keras_groupnorm_backward", *edit)], mistake_id)
+        for edit, mistake_id in OTHER_TAPE_MISTAKES
+    ]
+    for edits, mistake_id in cases:
+        wrong = keras_gradient_namespace(edits=edits)
         problems = public_checks.run_suite("keras_norm_gradients", wrong)
-        assert problems, sample.name
-        assert any(hints[sample.mistake_id] in line for line in problems), (sample.name, problems)
+        assert problems, mistake_id
+        assert any(hints[mistake_id] in line for line in problems), (mistake_id, problems)
