@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 import pytest
 
-from bn_grader import check, diagnose, mistakes, reference
+from bn_grader import diagnose, mistakes, reference
+from bn_grader.runner import check_result
 
 
 def bn_case(seed, n=11, d=6, mode="train", eps=1e-3, momentum=0.85, scale=0.3):
@@ -226,10 +227,14 @@ def test_results_no_model_explains_name_nothing_and_say_which_property_differs(s
 
 
 def grade_lines(check_id, namespace):
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        check(check_id, namespace)
-    return [line for line in buffer.getvalue().splitlines() if line.startswith("[FAIL]")]
+    """[(printed line, mistake ids its item records)] of the check's failed items."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = check_result(check_id, namespace)
+    return [
+        (line, set(item["mistakes"]))
+        for item, line in zip(result.items, result.lines, strict=False)
+        if not item["passed"]
+    ]
 
 
 UNBIASED_FORWARD = """
@@ -253,15 +258,16 @@ def batchnorm_backward(dout, cache):
 """,
         namespace,
     )
+    forward_cause = mistakes.cause("unbiased-variance")
     lines = grade_lines("bn_backward_params", namespace)
-    dgamma = [line for line in lines if "dgamma" in line]
+    dgamma = [(line, ids) for line, ids in lines if "dgamma" in line]
     assert dgamma and all(
-        "[returns-none]" in line and "unbiased-variance" not in line for line in dgamma
+        ids == {"returns-none"} and forward_cause not in line for line, ids in dgamma
     )
     whole_none = {"np": np}
     exec(UNBIASED_FORWARD + "\ndef batchnorm_backward(dout, cache):\n    pass\n", whole_none)
-    for line in grade_lines("bn_backward_dx", whole_none):
-        assert "unbiased-variance" not in line and "[returns-none]" in line
+    for line, ids in grade_lines("bn_backward_dx", whole_none):
+        assert ids == {"returns-none"} and forward_cause not in line, line
 
 
 # ------------------------------------------------------------- random combinations, no guesses
