@@ -1,6 +1,7 @@
-"""Group normalization (bn_numpy Part G, bn_keras Part H): the float64 reference against Keras
-and the numerical gradient, its special cases, the hidden checks on the solution, the release,
-another correct implementation and the catalogued mistakes."""
+"""Group normalization (bn_numpy Part G, bn_keras Parts H and I): the float64 reference against
+Keras (outputs and tape gradients) and the numerical gradient, its special cases, the hidden
+checks on the solution, the release, other correct implementations, the catalogued mistakes
+(NumPy and tape) and the batch-size sweep's helper."""
 
 import contextlib
 import io
@@ -446,3 +447,46 @@ def test_keras_gradient_public_check_passes_the_solution_and_catches_every_sampl
         problems = public_checks.run_suite("keras_norm_gradients", wrong)
         assert problems, mistake_id
         assert any(hints[mistake_id] in line for line in problems), (mistake_id, problems)
+
+
+# ------------------------------------------------------------------ bn_keras Part I: the sweep
+def test_batch_size_sweep_runs_every_batch_size_in_one_traced_graph(monkeypatch):
+    """The Part I helper traces its training steps once for all batch sizes, gives the same
+    results for the same seed, and measures GN's training and inference outputs as equal, BN's
+    as different."""
+    pytest.importorskip("keras")
+    import nbformat
+    import tensorflow as tf
+
+    notebook = nbformat.read(str(KERAS_SOLUTION), as_version=4)
+    helper = next(
+        cell.source
+        for cell in notebook.cells
+        if cell.cell_type == "code" and "def batch_size_sweep" in cell.source
+    )
+    namespace = namespace_from_notebook(KERAS_SOLUTION, cell_ids=set())  # the setup cell only
+    namespace["DIGITS"] = namespace["load_digits_data"]()
+    traces = []
+    real_function = tf.function
+
+    def counting_function(python_function=None, **kwargs):
+        def decorate(python_function):
+            def traced(*inputs):
+                traces.append(python_function.__name__)  # runs once per trace
+                return python_function(*inputs)
+
+            return real_function(traced, **kwargs)
+
+        return decorate if python_function is None else decorate(python_function)
+
+    monkeypatch.setattr(tf, "function", counting_function)
+    exec(compile(helper, "<bn_keras.ipynb: Part I helpers>", "exec"), namespace)
+    with contextlib.redirect_stdout(io.StringIO()):
+        group = namespace["batch_size_sweep"]("group", [3, 5, 3], updates=4)
+        batch = namespace["batch_size_sweep"]("batch", [2], updates=4)
+        again = namespace["batch_size_sweep"]("batch", [2], updates=4)
+    assert traces == ["train_steps"] * 3  # one trace per sweep, whatever the batch sizes
+    assert group["batch_sizes"] == [3, 5, 3] and len(group["val_accuracy"]) == 3
+    assert again == batch
+    assert max(group["train_vs_inference"]) == 0.0
+    assert batch["train_vs_inference"][0] > 1e-3
