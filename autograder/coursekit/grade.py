@@ -215,8 +215,8 @@ def _run_task(task, course_url, lock, pool, memory_limit_mb, sandboxed):
         worker_url,
         str(work / "kernel.stderr.log"),
     )
-    # With a server gradebook the worker wrote these scores itself; merging them again
-    # changes no row (SQLAlchemy writes only values that differ) and keeps one code path.
+    # With a server gradebook the worker wrote these scores itself; the parent merges them
+    # again anyway (the same values, once the task is over): one code path for every route.
     outcome = task_outcome(task, work, success, log, peak_mb, memory_limit_mb, sandboxed, scores)
     return task, scores, work / "autograded" / task.student / ASSIGNMENT, outcome
 
@@ -240,18 +240,17 @@ def _record(task, scores, graded_folder, outcome, course):
     for name, suffix in (("autograde.log", ".log"), ("kernel.stderr.log", ".kernel-stderr.log")):
         kept = graded_folder.parents[2] / name
         if kept.exists():
-            shutil.copy2(kept, logs / f"{task.key}{suffix}")
+            # Moved, not copied: the task's folder is thrown away anyway.
+            shutil.move(kept, logs / f"{task.key}{suffix}")
     if outcome.status in (st.INTERRUPTED, st.WORKER_LOST):
         return
     if (graded_folder / task.notebook).exists() and scores is not None:
         course.merge(task.student, task.stem, scores)
-        destination.mkdir(parents=True, exist_ok=True)
-        for item in graded_folder.iterdir():
-            target = destination / item.name
-            if item.is_dir():
-                shutil.copytree(item, target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, target)
+        for item in sorted(graded_folder.rglob("*")):
+            if item.is_file():
+                target = destination / item.relative_to(graded_folder)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(item, target)
     else:
         course.zero(task.student, task.stem, f"Not graded: {outcome.status}. {outcome.detail}")
         (destination / task.notebook).unlink(missing_ok=True)

@@ -20,15 +20,20 @@ import warnings
 from pathlib import Path
 
 from nbgrader.api import (
+    Assignment,
     BaseCell,
     Comment,
     Grade,
     Gradebook,
     MissingEntry,
+    Notebook,
     Student,
     SubmittedAssignment,
     SubmittedNotebook,
+    new_uuid,
 )
+from nbgrader.utils import parse_utc
+from sqlalchemy import insert, update
 
 from .errors import KitError
 from .paths import ASSIGNMENT
@@ -132,12 +137,19 @@ class CourseGradebook:
     Every write method commits before it returns (unless told not to), so whatever was merged
     survives a Ctrl-C or a crash. A failed write is rolled back so the session stays usable.
     Use as a context manager, or call :meth:`close`.
+
+    Writes go through nbgrader's ORM classes with SQLAlchemy's bulk statements (rows by
+    primary key, no objects loaded): loading nbgrader's objects costs a query per related
+    object and column subqueries per grade, several times the write itself.
     """
 
     def __init__(self, url):
         self.url = url
         self._gradebook = open_gradebook(url)
-        self._submitted = set()  # students whose submission rows exist (checked or created)
+        self._db = self._gradebook.db
+        # (student, notebook name) -> (submitted notebook id, submission id), for this run.
+        self._ids = {}
+        self._students = set()  # students whose submission rows are known to exist
 
     def __enter__(self):
         return self
@@ -149,31 +161,7 @@ class CourseGradebook:
         self._gradebook.close()
 
     def commit(self):
-        self._gradebook.db.commit()
-
-    def _ensure_submission(self, student, timestamp=None):
-        """Create the student's student and submission rows when they are missing.
-
-        nbgrader's ``update_or_create_*`` commit on every call, also when nothing changes:
-        look first (once per student and run), create only what is missing.
-        """
-        if student in self._submitted:
-            return
-        gradebook = self._gradebook
-        try:
-            gradebook.find_submission(ASSIGNMENT, student)
-        except MissingEntry:
-            try:
-                gradebook.find_student(student)
-            except MissingEntry:
-                gradebook.add_student(student)
-            extra = {"timestamp": timestamp} if timestamp else {}
-            gradebook.add_submission(ASSIGNMENT, student, **extra)  # every notebook's rows
-        self._submitted.add(student)
-
-    def _submitted_notebook(self, student, notebook, timestamp=None):
-        self._ensure_submission(student, timestamp)
-        return self._gradebook.find_submission_notebook(notebook, ASSIGNMENT, student)
+        self._db.commit()
 
     def _write(self, change, commit):
         try:
@@ -181,9 +169,117 @@ class CourseGradebook:
             if commit:
                 self.commit()
         except Exception:
-            self._gradebook.db.rollback()
-            self._submitted.clear()  # look again rather than trust the cache after a failure
+            self._db.rollback()
+            # Rows made in the rolled-back transaction are gone: look them up again.
+            self._ids.clear()
+            self._students.clear()
             raise
+
+    def _load_ids(self, students):
+        """Cache the submission ids of those of ``students`` that have one (one query per 500)."""
+        students = sorted(students)
+        for start in range(0, len(students), 500):
+            rows = (
+                self._db.query(
+                    SubmittedAssignment.student_id,
+                    Notebook.name,
+                    SubmittedNotebook.id,
+                    SubmittedAssignment.id,
+                )
+                .join(SubmittedNotebook, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                .join(Notebook, Notebook.id == SubmittedNotebook.notebook_id)
+                .join(Assignment, Assignment.id == SubmittedAssignment.assignment_id)
+                .filter(
+                    Assignment.name == ASSIGNMENT,
+                    SubmittedAssignment.student_id.in_(students[start : start + 500]),
+                )
+            )
+            for student, notebook, notebook_id, submission_id in rows:
+                self._ids[(student, notebook)] = (notebook_id, submission_id)
+                self._students.add(student)
+
+    def _create_missing(self, students):
+        """Create the student and submission rows ``students`` lack (no commit).
+
+        The rows are the ones nbgrader's ``add_submission`` makes (a submitted notebook per
+        notebook of the assignment, a grade per grade or task cell, a comment per solution or
+        task cell); ``add_submission`` itself commits once per student, 50-90 ms each, which
+        for a first run over a class was most of the parent's cost.
+        """
+        unknown = set(students) - self._students
+        if not unknown:
+            return
+        self._load_ids(unknown)
+        missing = sorted(unknown - self._students)
+        if not missing:
+            return
+        db = self._db
+        assignment = self._gradebook.find_assignment(ASSIGNMENT)
+        known = {row for (row,) in db.query(Student.id).filter(Student.id.in_(missing))}
+        layout = [
+            (
+                notebook.id,
+                notebook.name,
+                [cell.id for cell in notebook.grade_cells + notebook.task_cells],
+                [cell.id for cell in notebook.solution_cells + notebook.task_cells],
+            )
+            for notebook in assignment.notebooks
+        ]
+        submissions, notebooks, grades, comments = [], [], [], []
+        for student in missing:
+            submission_id = new_uuid()
+            submissions.append(
+                {"id": submission_id, "assignment_id": assignment.id, "student_id": student}
+            )
+            for notebook_id, name, graded_cells, commented_cells in layout:
+                submitted_id = new_uuid()
+                notebooks.append(
+                    {"id": submitted_id, "assignment_id": submission_id, "notebook_id": notebook_id}
+                )
+                grades += [
+                    {"id": new_uuid(), "cell_id": cell, "notebook_id": submitted_id}
+                    for cell in graded_cells
+                ]
+                comments += [
+                    {"id": new_uuid(), "cell_id": cell, "notebook_id": submitted_id}
+                    for cell in commented_cells
+                ]
+                self._ids[(student, name)] = (submitted_id, submission_id)
+        # Parents before children: a server database checks the foreign keys.
+        for model, rows in (
+            (Student, [{"id": student} for student in missing if student not in known]),
+            (SubmittedAssignment, submissions),
+            (SubmittedNotebook, notebooks),
+            (Grade, grades),
+            (Comment, comments),
+        ):
+            if rows:
+                db.execute(insert(model), rows)
+        self._students.update(missing)
+
+    def ensure_submissions(self, students):
+        """Create the student and submission rows these students lack, in one transaction.
+
+        Two queries when every student already has a submission.
+        """
+        self._write(lambda: self._create_missing(students), commit=True)
+
+    def _notebook_ids(self, student, notebook):
+        """(submitted notebook id, submission id), creating the submission when missing."""
+        self._create_missing([student])
+        try:
+            return self._ids[(student, notebook)]
+        except KeyError:
+            raise MissingEntry(f"the assignment has no notebook {notebook!r}") from None
+
+    def _cells(self, model, notebook_id, *columns):
+        """[(row id, cell name, *columns)] of one submitted notebook's grades or comments."""
+        return (
+            self._db.query(model.id, BaseCell.name, *columns)
+            .join(BaseCell, model.cell_id == BaseCell.id)
+            .filter(model.notebook_id == notebook_id)
+            .all()
+        )
 
     def merge(self, student, notebook, scores, commit=True):
         """Record one notebook's automatic results (from :func:`read_notebook_scores`).
@@ -194,22 +290,40 @@ class CourseGradebook:
         grades, comments = scores["grades"], scores["comments"]
 
         def change():
-            target = self._submitted_notebook(student, notebook, scores.get("timestamp"))
-            for grade, name in _cell_rows(self._gradebook, Grade, target.id):
+            notebook_id, submission_id = self._notebook_ids(student, notebook)
+            grade_rows = []
+            for grade_id, name, manual_score in self._cells(Grade, notebook_id, Grade.manual_score):
                 auto_score, needs_manual = grades.get(name, (None, True))
-                grade.auto_score = auto_score
-                grade.needs_manual_grade = bool(needs_manual or grade.manual_score is not None)
-            for comment, name in _cell_rows(self._gradebook, Comment, target.id):
-                if name in comments:
-                    comment.auto_comment = comments[name]
-            target.late_submission_penalty = scores.get("late_submission_penalty")
+                grade_rows.append(
+                    {
+                        "id": grade_id,
+                        "auto_score": auto_score,
+                        "needs_manual_grade": bool(needs_manual or manual_score is not None),
+                    }
+                )
+            comment_rows = [
+                {"id": comment_id, "auto_comment": comments[name]}
+                for comment_id, name in self._cells(Comment, notebook_id)
+                if name in comments
+            ]
+            notebook_row = {
+                "id": notebook_id,
+                "late_submission_penalty": scores.get("late_submission_penalty"),
+            }
+            self._update(Grade, grade_rows)
+            self._update(Comment, comment_rows)
+            self._update(SubmittedNotebook, [notebook_row])
             if scores.get("timestamp"):
-                # The same parser nbgrader applies to a submission's timestamp.
-                from nbgrader.utils import parse_utc
-
-                target.assignment.timestamp = parse_utc(scores["timestamp"])
+                # The parser nbgrader applies to a submission's timestamp.
+                timestamp = parse_utc(scores["timestamp"])
+                self._update(SubmittedAssignment, [{"id": submission_id, "timestamp": timestamp}])
 
         self._write(change, commit)
+
+    def _update(self, model, rows):
+        """UPDATE rows of ``model`` by primary key (each dict holds ``id`` and new values)."""
+        if rows:
+            self._db.execute(update(model), rows)
 
     def zero(self, student, notebook, reason, commit=True):
         """Record 0 automatic points for a notebook that could not be graded (status says why).
@@ -219,63 +333,31 @@ class CourseGradebook:
         """
 
         def change():
-            target = self._submitted_notebook(student, notebook)
-            for grade, _ in _cell_rows(self._gradebook, Grade, target.id):
-                if grade.cell_type == "code" or grade.auto_score is not None:
-                    grade.auto_score = 0.0
-                    grade.needs_manual_grade = grade.manual_score is not None
-            for comment, _ in _cell_rows(self._gradebook, Comment, target.id):
-                comment.auto_comment = reason
+            notebook_id, _ = self._notebook_ids(student, notebook)
+            columns = (Grade.auto_score, Grade.manual_score, Grade.cell_type)
+            self._update(
+                Grade,
+                [
+                    {
+                        "id": grade_id,
+                        "auto_score": 0.0,
+                        "needs_manual_grade": manual_score is not None,
+                    }
+                    for grade_id, _, auto_score, manual_score, cell_type in self._cells(
+                        Grade, notebook_id, *columns
+                    )
+                    if cell_type == "code" or auto_score is not None
+                ],
+            )
+            self._update(
+                Comment,
+                [
+                    {"id": comment_id, "auto_comment": reason}
+                    for comment_id, _ in self._cells(Comment, notebook_id)
+                ],
+            )
 
         self._write(change, commit)
-
-    def ensure_submissions(self, students):
-        """Create the student and submission rows these students lack, in one transaction.
-
-        The rows are the ones nbgrader's ``add_submission`` makes (a submitted notebook per
-        notebook of the assignment, a grade per grade or task cell, a comment per solution or
-        task cell), through nbgrader's ORM classes; but ``add_submission`` commits once per
-        student, 50-90 ms each, which for a first run over a class was most of the parent's
-        cost. Two queries when every student already has a submission.
-        """
-        wanted = set(students) - self._submitted
-        if not wanted:
-            return
-        db = self._gradebook.db
-
-        def change():
-            assignment = self._gradebook.find_assignment(ASSIGNMENT)
-            have = {
-                student_id
-                for (student_id,) in db.query(SubmittedAssignment.student_id).filter(
-                    SubmittedAssignment.assignment_id == assignment.id
-                )
-            }
-            missing = sorted(wanted - have)
-            if not missing:
-                return
-            known = {row.id: row for row in db.query(Student).filter(Student.id.in_(missing))}
-            layout = [
-                (
-                    notebook,
-                    notebook.grade_cells + notebook.task_cells,
-                    notebook.solution_cells + notebook.task_cells,
-                )
-                for notebook in assignment.notebooks
-            ]
-            for student_id in missing:
-                student = known.get(student_id) or Student(id=student_id)
-                submission = SubmittedAssignment(assignment=assignment, student=student)
-                for notebook, graded_cells, commented_cells in layout:
-                    submitted = SubmittedNotebook(notebook=notebook, assignment=submission)
-                    for cell in graded_cells:
-                        Grade(cell_id=cell.id, notebook=submitted)
-                    for cell in commented_cells:
-                        Comment(cell_id=cell.id, notebook=submitted)
-                db.add(submission)
-
-        self._write(change, commit=True)
-        self._submitted |= wanted
 
 
 def cell_scores(url, students=None):
