@@ -146,9 +146,9 @@ MISTAKES = {
         ),
         Mistake(
             "keras-grad-wrt-output",
-            "dx equals dout: that is the gradient with respect to the layer's output, not its "
-            "input; ask the tape for tape.gradient(loss, [x, layer.gamma, layer.beta]) with the "
-            "watched input tensor x.",
+            "the returned dx equals dout: that is the gradient with respect to the layer's "
+            "output, not its input; ask the tape for tape.gradient(loss, [x, layer.gamma, "
+            "layer.beta]) with the watched input tensor x.",
         ),
         Mistake(
             "keras-grad-dout-missing",
