@@ -18,6 +18,23 @@ from coursekit.release import release
 from coursekit.submissions import REFERENCE, reference_notebook, write_submission
 
 ATTACK = "attack-steal-answers"
+NOISY = "noisy-stderr"
+
+# A correct forward pass that also writes a debugging line straight to file descriptor 2 each
+# time it is called, as C extensions (TensorFlow's C++ logging among them) do: the kernel
+# forwards it as stderr output of the grade cell that called it. nbgrader's own
+# SaveAutoGrades scores any cell with stderr output 0; the ledger scores what the checks found.
+NOISY_WRAPPER = """
+
+_forward_without_debugging = batchnorm_forward
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    import os
+
+    os.write(2, b"debug: batchnorm_forward called\\n")
+    return _forward_without_debugging(x, gamma, beta, bn_param)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +45,11 @@ def released(tmp_path_factory):
         release(release_root=runtime.parent / "release")
         write_submission(REFERENCE, {"bn_numpy.ipynb": reference_notebook("bn_numpy.ipynb")})
         build_corpus([ATTACK])
+        noisy = reference_notebook("bn_numpy.ipynb")
+        for cell in noisy.cells:
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == "batchnorm_forward":
+                cell.source += NOISY_WRAPPER
+        write_submission(NOISY, {"bn_numpy.ipynb": noisy})
         yield runtime
 
 
@@ -58,3 +80,24 @@ def test_bare_nbgrader_autograde_uses_the_sandboxed_executor(released):
 def test_the_same_attack_scores_without_the_sandbox(released):
     stolen, _ = _autograde(ATTACK, BNKIT_SANDBOX="0")
     assert sum(stolen.values()) > 0
+
+
+def test_stderr_in_a_grade_cell_costs_no_points(released):
+    scores, _ = _autograde(NOISY)
+    assert scores == auto_points("bn_numpy")
+    notebook = nbformat.read(
+        autograded_dir() / NOISY / "batchnorm" / "bn_numpy.ipynb", as_version=4
+    )
+    graded = {
+        cell.metadata["nbgrader"]["grade_id"]: cell
+        for cell in notebook.cells
+        if cell.metadata.get("nbgrader", {}).get("grade")
+    }
+    # The debugging line really reached a grade cell as stderr output.
+    streams = [
+        output.text
+        for cell in graded.values()
+        for output in cell.get("outputs", [])
+        if output.get("name") == "stderr"
+    ]
+    assert any("debug: batchnorm_forward called" in text for text in streams), streams

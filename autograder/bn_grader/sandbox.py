@@ -107,8 +107,8 @@ def default_rights(task_dir, hide, extra_read_only=()):
         "LANG": "C.UTF-8",
         "PYTHONNOUSERSITE": "1",
         "MPLBACKEND": "Agg",
-        # Any stderr output in a grade cell scores it 0 in nbgrader: keep TensorFlow and
-        # Python warnings quiet in grading kernels.
+        # Scores come from the ledger, so stderr costs no points, but it fails nbgrader's
+        # Validate and clutters feedback: keep TensorFlow and Python warnings quiet.
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "TF_ENABLE_ONEDNN_OPTS": "0",
         "PYTHONWARNINGS": "ignore",
