@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo            install, then release + validate + grade the samples + feedback + export"
+	@echo "                     (one mistake sample per solution cell; ALL_SAMPLES=1 grades every one)"
 	@echo "make test            install, then run the whole test suite (what CI runs)"
 	@echo "make release         regenerate assignments/ from solutions/"
 	@echo "make validate        run the solutions; every grade cell must earn full marks"
@@ -39,7 +40,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(KIT) demo
+	$(KIT) demo $(if $(ALL_SAMPLES),--all-samples)
 
 # pytest exit code 5 means "no tests collected": for this suite that is a broken checkout or
 # a wrong path, never a success, so it fails with a message of its own.
@@ -55,7 +56,7 @@ validate: $(STAMP)
 	$(KIT) validate
 
 samples: $(STAMP)
-	$(KIT) samples
+	$(KIT) samples $(if $(ALL_SAMPLES),--all-samples)
 
 grade: $(STAMP)
 	$(KIT) grade $(if $(WORKERS),--workers $(WORKERS)) $(if $(STUDENT),--student $(STUDENT))

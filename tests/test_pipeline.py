@@ -297,7 +297,7 @@ def test_every_mistake_sample_is_a_complete_submission(isolated_runtime):
     """`make demo` grades whole submissions: the mistake's notebook, and the other one right."""
     from coursekit.paths import submitted_dir
 
-    students = build_samples(include_mistakes=True)
+    students = build_samples(include_mistakes=True, every_sample=True)
     samples = all_samples()
     assert students == [REFERENCE, UNTOUCHED, *[sample.name for sample in samples]]
     for sample in samples:
@@ -315,6 +315,23 @@ def test_every_mistake_sample_is_a_complete_submission(isolated_runtime):
         assert [c.source for c in edited.cells] != [
             c.source for c in reference_notebook(sample.notebook).cells
         ], sample.name
+
+
+def test_the_demo_shows_one_sample_per_solution_cell():
+    """Every solution cell that has mistake samples is in the demo, once, with its first one."""
+    from coursekit.submissions import demo_samples
+
+    def cells(sample):
+        return {grade_id for grade_id, _, _ in sample.edits}
+
+    samples = all_samples()
+    chosen = demo_samples(samples)
+    every_cell = set().union(*(cells(sample) for sample in samples))
+    assert set().union(*(cells(sample) for sample in chosen)) == every_cell
+    assert len(chosen) == len({frozenset(cells(sample)) for sample in samples}) < len(samples)
+    for sample in chosen:
+        first = next(other for other in samples if cells(other) == cells(sample))
+        assert first is sample
 
 
 def test_demo_table_has_one_line_per_sample_within_120_columns():

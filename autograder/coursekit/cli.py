@@ -54,7 +54,7 @@ def cmd_samples(args):
     from .submissions import build_samples
 
     _step("samples: write sample submissions")
-    students = build_samples(include_mistakes=not args.core_only)
+    students = build_samples(include_mistakes=not args.core_only, every_sample=args.all_samples)
     console.print(f"{len(students)} sample submissions: {', '.join(students)}")
 
 
@@ -187,6 +187,11 @@ def build_parser():
     )
     parser.add_argument(
         "--core-only", action="store_true", help="samples: only reference and untouched"
+    )
+    parser.add_argument(
+        "--all-samples",
+        action="store_true",
+        help="samples/demo: every catalogued mistake sample (default: one per solution cell)",
     )
     parser.add_argument(
         "--no-sandbox",
