@@ -132,6 +132,10 @@ def test_hostile_submission(graded_corpus, entry):
         if expectation.same_as:
             assert got == auto_scores(graded_corpus["scores"], expectation.same_as, notebook)
             assert sum(got.values()) < sum(maximum.values())
+        elif expectation.at_most:
+            ceiling = auto_scores(graded_corpus["scores"], expectation.at_most, notebook)
+            assert all(got[cell] <= ceiling[cell] for cell in maximum), (got, ceiling)
+            assert sum(got.values()) < sum(maximum.values())
         elif expectation.all_zero:
             assert got == {cell: 0.0 for cell in maximum}
         else:

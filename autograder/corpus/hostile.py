@@ -50,6 +50,9 @@ class Expectation:
     all_zero: bool = False  # every auto-graded cell scores 0
     flagged: bool = False
     same_as: str | None = None  # per-cell scores equal to this student's
+    # Per-cell scores never above this student's: for an attack whose only possible effect is
+    # on its own cells (a rogue request that wins its cell's one check, then hangs up).
+    at_most: str | None = None
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,10 @@ ATTACKS = [
         "attack-thread-requests",
         "the honest twin plus a thread asking for checks outside their grade cells",
         _twin_attack(_THREAD_REQUESTS),
-        Expectation(st.GRADED, same_as="hostile-honest-twin", flagged=True),
+        # Whether a pestering request or the grade cell's own comes first in a cell is a race:
+        # the one accepted is checked, the other refused. The thread hangs up, so when it wins
+        # the cell scores 0. Either way it scores nothing the honest twin does not.
+        Expectation(st.GRADED, at_most="hostile-honest-twin", flagged=True),
     ),
     HostileSubmission(
         "harmless-builtins-import",
