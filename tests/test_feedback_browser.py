@@ -14,10 +14,9 @@ the long lines are long enough to show the difference. Skips, saying so, when /u
 or Playwright is missing (deploy/jupyterhub/install_test_deps.sh installs both; CI runs it).
 """
 
-from pathlib import Path
-
 import nbformat
 import pytest
+from chromium import headless_chromium
 
 from bn_grader.samples_numpy import SAMPLES
 from conftest import runtime_env
@@ -27,8 +26,6 @@ from coursekit.paths import feedback_dir
 from coursekit.release import release
 from coursekit.submissions import apply_edits, reference_notebook, write_submission
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 LAPTOP = {"width": 1280, "height": 800}  # a 13-inch laptop's browser viewport
 NOTEBOOK = "bn_numpy.ipynb"
 STUDENT = "fb-long-lines"
@@ -74,20 +71,8 @@ def pages(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: run deploy/jupyterhub/install_test_deps.sh as root")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed: run deploy/jupyterhub/install_test_deps.sh")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with headless_chromium() as browser:
+        yield browser
 
 
 def _open(browser, path):

@@ -7,45 +7,22 @@ missing (deploy/jupyterhub/install_test_deps.sh installs both).
 
 import os
 import re
-from pathlib import Path
 
 import pytest
+from chromium import headless_chromium
 
 from .conftest import ARTIFACTS, ASSIGNMENT, PASSWORD
 
 pytestmark = pytest.mark.hub
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = ARTIFACTS / "browser_bn_numpy.png"
 LIST_SCREENSHOT = ARTIFACTS / "browser_assignment_list.png"
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: run deploy/jupyterhub/install_test_deps.sh as root")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed: run deploy/jupyterhub/install_test_deps.sh")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with headless_chromium() as browser:
+        yield browser
 
 
 def test_student_fetches_and_opens_notebook_in_jupyterlab(released, chromium):
