@@ -53,3 +53,15 @@ def test_nbgrader_failure_without_a_dead_kernel_is_grading_failed(tmp_path):
     log = "[ERROR] ValueError: partial credit cannot be greater than maximum points for cell"
     status, detail = st.classify(1, log, tmp_path / "missing.ipynb")
     assert status == st.GRADER_FAILED and "partial credit" in detail
+
+
+def test_the_readme_lists_every_status():
+    """The README's list of grading statuses is the one the grader writes, no more, no less."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = readme.split("Grading statuses (")[1].split("A zero is never silent")[0]
+    listed = set(re.findall(r"`([a-z ]+)`", paragraph)) - {"status", "flags", "grade"}
+    written = {st.GRADED, st.UNSANDBOXED, *st.PROBLEMS}
+    assert listed == written
