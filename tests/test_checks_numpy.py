@@ -13,6 +13,7 @@ import bn_grader.checks_groupnorm  # noqa: F401  registers the checks
 import bn_grader.checks_numpy  # noqa: F401
 from bn_grader import check
 from bn_grader.registry import CHECKS
+from bn_grader.runner import check_result
 from nbcode import namespace_from_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,9 +238,12 @@ def test_check_does_not_trust_inputs_mutated_by_the_student(solution_namespace):
 
     namespace["batchnorm_forward"] = forward
     assert run_check("bn_forward_train", namespace)[0] == CHECKS["bn_forward_train"].points
-    score, out, _ = run_check("bn_forward_properties", namespace)
-    assert score < CHECKS["bn_forward_properties"].points
-    assert "[mutates-input]" in out
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = check_result("bn_forward_properties", namespace)
+    assert result.score < CHECKS["bn_forward_properties"].points
+    assert "mutates-input" in result.mistakes  # recorded for the ledger, never printed
+    assert "an input array changed during the call" in "\n".join(result.lines)
+    assert "[mutates-input]" not in "\n".join(result.lines)
 
 
 def test_public_checks_pass_on_the_solution_and_catch_a_mistake(solution_namespace, capsys):
