@@ -73,8 +73,12 @@ if "sleeper" in sys.argv:
 """
 
 
-def snapshot_kit(destination):
-    """A copy of this checkout's kit (no runtime folder, no venv): the test's frozen kit."""
+def copy_kit(destination):
+    """Copy this checkout's kit (no runtime folder, no venv) to ``destination``; return it.
+
+    The cluster tests grade from such a frozen copy, so another engineer's edits in the
+    working tree cannot change the code the scheduler and workers run mid-test.
+    """
     destination.mkdir(parents=True)
     for part in KIT_PARTS:
         source = KIT_ROOT / part
@@ -82,6 +86,12 @@ def snapshot_kit(destination):
             shutil.copytree(source, destination / part, ignore=SKIP)
         else:
             shutil.copy2(source, destination / part)
+    return destination
+
+
+def snapshot_kit(destination):
+    """A copy of this checkout's kit with the build script of this test's submission set."""
+    copy_kit(destination)
     script = BUILD_SET.replace("FLAG", repr(FLAG)).replace("HOSTILE", repr(HOSTILE))
     (destination / "build_set.py").write_text(script.replace("SLEEPER", repr(SLEEPER)))
     return destination

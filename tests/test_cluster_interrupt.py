@@ -16,7 +16,6 @@ from a parent whose grader version differs, and the checkout may be edited meanw
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +23,9 @@ import time
 
 import psutil
 import pytest
-from test_cluster import KIT_PARTS, SKIP, kit_env, run_in_kit  # the same frozen-kit helpers
+from test_cluster import copy_kit, kit_env, run_in_kit  # the same frozen-kit helpers
 
-from conftest import KIT_ROOT, auto_points, auto_scores
+from conftest import auto_points, auto_scores
 from coursekit import status as st
 from coursekit.gradebook import cell_scores
 from coursekit.loopback import LoopbackCluster
@@ -66,13 +65,7 @@ else:  # bob resubmits a notebook that finishes
 
 def frozen_kit(destination):
     """A copy of this checkout's kit with the build script for this test's submissions."""
-    destination.mkdir(parents=True)
-    for part in KIT_PARTS:
-        source = KIT_ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=SKIP)
-        else:
-            shutil.copy2(source, destination / part)
+    copy_kit(destination)
     (destination / "build.py").write_text(BUILD.replace("SLEEPER", repr(SLEEPER)))
     return destination
 
